@@ -1,0 +1,95 @@
+"""Build the fastpitch-demo addon folder from ``model.py`` and ``weights.safetensors``.
+
+Usage: python addons/fastpitch-demo/build_addon.py [--weights FILE] [--out DIR] [--seed N]
+
+Without a weights file, seeded random weights are created and saved first, so
+the addon is reproducible. The addon is what ships: ``addon.yaml`` plus one
+``torch.export`` program per network; no code from this folder is needed to
+run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from model import FastPitchDemo  # noqa: E402
+
+import ttsstack  # noqa: E402
+
+SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,;:!?'-"
+N_MELS = 80
+
+
+def addon_spec(channels: int, frontend: dict | None = None) -> dict:
+    """The ``addon.yaml`` content of the demo."""
+    return {
+        "format": 1,
+        "name": "fastpitch-demo",
+        "audio": {"sample_rate": 22050, "hop_length": 256, "win_length": 1024, "n_fft": 1024,
+                  "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
+        "frontend": frontend or {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
+        "networks": {
+            "text_encoder": {
+                "role": "encoder", "file": "networks/text_encoder.pt2", "context": 6,
+                "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"}},
+                "outputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"}},
+            },
+            "duration_encoder": {
+                "role": "encoder", "file": "networks/duration_encoder.pt2", "context": 2,
+                "inputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"}},
+                "outputs": {"durations": {"shape": [1, "T_text"], "dtype": "float32"}},
+            },
+            "decoder": {
+                "role": "decoder", "file": "networks/decoder.pt2", "context": 8,
+                "inputs": {"frames": {"shape": [1, "T_frames", channels], "dtype": "float32"}},
+                "outputs": {"mel": {"shape": [1, "T_frames", N_MELS], "dtype": "float32"}},
+            },
+        },
+        "dims": {
+            "T_text": {"max": 2048, "buckets": [32, 64, 128, 256]},
+            "T_frames": {"max": 16384, "buckets": [64, 128, 256]},
+        },
+        "stack": [{
+            "type": "StreamablePipeline",
+            "sequence_block": {"type": "Encoders"},
+            "streamable_block": {"type": "StreamableStack", "stack": [{"type": "Upsampler"}, {"type": "Decoder"}]},
+        }],
+    }
+
+
+def main() -> None:
+    """Parse arguments, load or create weights, export the networks, write the addon."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors")
+    parser.add_argument("--out", type=Path, default=HERE / "addon")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    model = FastPitchDemo(n_symbols=len(SYMBOLS), n_mels=N_MELS).eval()
+    if args.weights.is_file():
+        model.load_state_dict(load_file(str(args.weights)))
+    else:
+        save_file(model.state_dict(), str(args.weights))
+        print(f"created seeded weights {args.weights}")
+    channels = model.decoder.proj.in_features
+    examples = {
+        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 17))},
+        "duration_encoder": {"encoded": torch.randn(1, 17, channels)},
+        "decoder": {"frames": torch.randn(1, 45, channels)},
+    }
+    modules = {"text_encoder": model.text_encoder, "duration_encoder": model.duration_encoder, "decoder": model.decoder}
+    ttsstack.write_addon(args.out, addon_spec(channels), modules, examples)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

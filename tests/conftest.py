@@ -1,0 +1,46 @@
+"""Session fixtures: the tiny addon exported once, the demo addon compiled once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ttsstack.compiler import compile_addon
+
+from .tiny_addon import build_tiny_addon
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_ADDON = REPO / "addons" / "fastpitch-demo" / "addon"
+TEST_BACKENDS = ["cpu"]
+
+
+@pytest.fixture(scope="session")
+def tiny_addon(tmp_path_factory) -> Path:
+    """The tiny source addon (exported once per session)."""
+    return build_tiny_addon(tmp_path_factory.mktemp("tiny") / "addon")
+
+
+@pytest.fixture(scope="session")
+def tiny_compiled(tiny_addon, tmp_path_factory) -> Path:
+    """The tiny addon compiled for every test backend."""
+    out = tmp_path_factory.mktemp("tiny-compiled") / "compiled"
+    compile_addon(tiny_addon, out, TEST_BACKENDS, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_compiled(tmp_path_factory) -> Path:
+    """The bundled demo addon compiled for every test backend (the suite's one full compile)."""
+    out = tmp_path_factory.mktemp("demo-compiled") / "compiled"
+    compile_addon(DEMO_ADDON, out, TEST_BACKENDS, progress=False)
+    return out
+
+
+@pytest.fixture
+def tiny_copy(tiny_addon, tmp_path) -> Path:
+    """A private copy of the tiny source addon that a test may break."""
+    dst = tmp_path / "addon"
+    shutil.copytree(tiny_addon, dst)
+    return dst

@@ -1,0 +1,55 @@
+"""The compile driver: manifest, cache, per-job failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from ttsstack.backends.cpu import CpuBackend
+from ttsstack.compiler import CompileError, compile_addon, read_manifest
+from ttsstack.runtime.registry import BACKENDS
+
+
+def test_manifest_records_every_artifact(tiny_compiled):
+    manifest = read_manifest(tiny_compiled)
+    assert {(a.network, a.backend) for a in manifest.artifacts} >= {
+        ("text_encoder", "cpu"), ("duration_encoder", "cpu"), ("decoder", "cpu")}
+    entry = next(a for a in manifest.artifacts if a.backend == "cpu" and a.network == "decoder")
+    assert entry.shapes["frames"] == [1, "T_frames", 8]
+    assert entry.toolchain["torch"] and len(entry.sha256) == 64
+    assert set(manifest.programs) == {"text_encoder", "duration_encoder", "decoder"}
+
+
+def test_recompiling_an_unchanged_addon_does_nothing(tiny_addon, tmp_path):
+    out = tmp_path / "out"
+    first = compile_addon(tiny_addon, out, ["cpu"], progress=False)
+    assert len(first.compiled) == 3
+    again = compile_addon(tiny_addon, out, ["cpu"], progress=False)
+    assert again.compiled == [] and len(again.reused) == 3
+
+
+@pytest.fixture
+def flaky_backend():
+    @BACKENDS.register("test-flaky")
+    class Flaky(CpuBackend):
+        """Fails on the decoder only, like an exporter that cannot handle one network."""
+
+        name = "test-flaky"
+
+        def compile(self, program, spec, dims, bucket, out):
+            if "mel" in spec.outputs:
+                raise RuntimeError("unsupported operator aten::frobnicate")
+            super().compile(program, spec, dims, bucket, out)
+
+    yield
+    BACKENDS.unregister("test-flaky")
+
+
+def test_failed_job_names_network_and_backend_and_keeps_the_rest(tiny_addon, tmp_path, flaky_backend):
+    out = tmp_path / "out"
+    with pytest.raises(CompileError, match=r"decoder \[test-flaky\]: RuntimeError: unsupported operator") as err:
+        compile_addon(tiny_addon, out, ["cpu", "test-flaky"], progress=False)
+    assert len(err.value.report.compiled) == 5
+    manifest = read_manifest(out)
+    assert {(a.network, a.backend) for a in manifest.artifacts if a.backend == "test-flaky"} == {
+        ("text_encoder", "test-flaky"), ("duration_encoder", "test-flaky")}
+    assert len(manifest.for_backend("cpu")) == 3

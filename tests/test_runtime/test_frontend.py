@@ -1,0 +1,63 @@
+"""Text frontend and text edge cases: empty, unknown-only, very long."""
+
+from __future__ import annotations
+
+import pytest
+
+import ttsstack
+from ttsstack.runtime import RuntimeOptions
+from ttsstack.runtime.frontend import CharactersFrontend, FrontendError, split_text
+
+SYMBOLS = "_ abc."
+
+
+def test_characters_lowercase_and_drop_unknown_with_one_warning():
+    frontend = CharactersFrontend({"type": "characters", "symbols": SYMBOLS, "pad": "_"})
+    with pytest.warns(UserWarning, match=r"dropping characters not in the symbol table: '#z'"):
+        assert frontend.encode("ABz#c") == [2, 3, 4]
+    with pytest.warns(UserWarning, match="'_'"):
+        assert frontend.encode("__a") == [2]  # the pad symbol is never produced from text
+
+
+def test_split_text_keeps_every_piece_under_the_limit():
+    text = "One two three. " + "word " * 50 + "and a clause, then more, then the end!"
+    pieces = split_text(text, max_chars=20)
+    assert all(len(p) <= 20 for p in pieces)
+    assert " ".join(pieces).split() == text.split()
+    assert split_text("x" * 45, max_chars=20) == ["x" * 20, "x" * 20, "x" * 5]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_a_clear_error(tiny_compiled, text):
+    voice = ttsstack.load(tiny_compiled, backend="cpu")
+    with pytest.raises(FrontendError, match="text is empty"):
+        voice.synthesize(text)
+
+
+def test_only_unknown_characters_is_a_clear_error(tiny_compiled):
+    voice = ttsstack.load(tiny_compiled, backend="cpu")
+    with pytest.warns(UserWarning), pytest.raises(FrontendError, match="no character the frontend knows"):
+        voice.synthesize("###%%%")
+
+
+def test_twenty_thousand_characters_stream_in_bounded_chunks(tiny_compiled):
+    voice = ttsstack.load(tiny_compiled, backend="cpu", options=RuntimeOptions(chunk_frames=256, first_chunk_frames=32))
+    sentence = "the quick brown fox jumps over the lazy dog and keeps running far away. "
+    text = (sentence * (20_000 // len(sentence) + 1))[:20_000]
+    pieces = list(voice.frontend.pieces(text, voice.max_tokens))
+    assert max(p.shape[1] for p in pieces) <= voice.max_tokens
+    frames = 0
+    largest = 0
+    for chunk in voice.stream(text):
+        frames += len(chunk)
+        largest = max(largest, len(chunk))
+    assert largest <= 256  # memory is bounded by the chunk size, not the text length
+    assert frames >= 2 * 20_000 * 0.8  # every symbol spoke (>= 2 frames each; spaces and dots included)
+
+
+def test_sentence_longer_than_max_tokens_is_split(tiny_compiled):
+    voice = ttsstack.load(tiny_compiled, backend="cpu")
+    text = "abc " * 200  # 800 characters, one sentence, T_text max is 256
+    pieces = list(voice.frontend.pieces(text, voice.max_tokens))
+    assert len(pieces) >= 4 and all(p.shape[1] <= voice.max_tokens for p in pieces)
+    assert len(voice.synthesize(text)) > 0

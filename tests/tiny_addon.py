@@ -1,0 +1,101 @@
+"""A tiny deterministic addon for tests: the demo's structure with 8 channels and 8 mel bins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import ttsstack
+
+SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,!?"
+CHANNELS = 8
+N_MELS = 8
+
+
+class TinyTextEncoder(nn.Module):
+    """Embedding then one conv (radius 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(len(SYMBOLS), CHANNELS)
+        self.conv = nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1)
+
+    def forward(self, tokens):
+        x = self.embedding(tokens)
+        return torch.tanh(self.conv(x.transpose(1, 2))).transpose(1, 2)
+
+
+class TinyDurations(nn.Module):
+    """2..5 frames per token."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(CHANNELS, 1)
+
+    def forward(self, encoded):
+        return 2.0 + 3.0 * torch.sigmoid(self.proj(encoded).squeeze(-1))
+
+
+class TinyDecoder(nn.Module):
+    """Two convs (radius 2) to mel bins."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1)
+        self.conv2 = nn.Conv1d(CHANNELS, N_MELS, 3, padding=1)
+
+    def forward(self, frames):
+        x = torch.relu(self.conv1(frames.transpose(1, 2)))
+        return self.conv2(x).transpose(1, 2)
+
+
+def tiny_spec(**overrides) -> dict:
+    """The tiny addon's ``addon.yaml`` content (top-level keys replaced by ``overrides``)."""
+    spec = {
+        "format": 1,
+        "name": "tiny",
+        "audio": {"sample_rate": 8000, "hop_length": 64, "win_length": 256, "n_fft": 256, "n_mels": N_MELS,
+                  "fmin": 0, "fmax": 4000},
+        "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
+        "networks": {
+            "text_encoder": {"role": "encoder", "file": "networks/text_encoder.pt2", "context": 1,
+                             "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"}},
+                             "outputs": {"encoded": {"shape": [1, "T_text", CHANNELS]}}},
+            "duration_encoder": {"role": "encoder", "file": "networks/duration_encoder.pt2", "context": 0,
+                                 "inputs": {"encoded": {"shape": [1, "T_text", CHANNELS]}},
+                                 "outputs": {"durations": {"shape": [1, "T_text"]}}},
+            "decoder": {"role": "decoder", "file": "networks/decoder.pt2", "context": 2,
+                        "inputs": {"frames": {"shape": [1, "T_frames", CHANNELS]}},
+                        "outputs": {"mel": {"shape": [1, "T_frames", N_MELS]}}},
+        },
+        "dims": {"T_text": {"max": 256, "buckets": [16, 32]}, "T_frames": {"max": 4096, "buckets": [32, 64]}},
+        "stack": [{"type": "StreamablePipeline", "sequence_block": {"type": "Encoders"},
+                   "streamable_block": {"type": "StreamableStack",
+                                        "stack": [{"type": "Upsampler"}, {"type": "Decoder"}]}}],
+        "vocoder": {"type": "GriffinLim", "n_iter": 4},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def tiny_modules() -> dict[str, nn.Module]:
+    """Seeded tiny networks."""
+    torch.manual_seed(0)
+    return {"text_encoder": TinyTextEncoder(), "duration_encoder": TinyDurations(), "decoder": TinyDecoder()}
+
+
+def tiny_examples() -> dict[str, dict[str, torch.Tensor]]:
+    """One example input per network, for export."""
+    return {
+        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 9))},
+        "duration_encoder": {"encoded": torch.randn(1, 9, CHANNELS)},
+        "decoder": {"frames": torch.randn(1, 30, CHANNELS)},
+    }
+
+
+def build_tiny_addon(folder: Path, **overrides) -> Path:
+    """Export the tiny networks into an addon folder."""
+    ttsstack.write_addon(folder, tiny_spec(**overrides), tiny_modules(), tiny_examples())
+    return folder

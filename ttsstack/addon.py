@@ -1,0 +1,317 @@
+"""The addon format: ``addon.yaml`` schema, loading, validation and the authoring helper.
+
+An addon is a folder holding ``addon.yaml`` and one ``torch.export`` program
+(``.pt2``) per named network. This module is the format and nothing else: it
+imports no other part of ttsstack, so authoring tools and the runtime share one
+definition of what a valid addon is.
+
+Every validation error is an :class:`AddonError` whose message starts with the
+dotted path of the offending entry (``networks.decoder.inputs.frames.shape[1]:
+unknown dim 'T_frame'; known: T_frames, T_text``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ADDON_FILE = "addon.yaml"
+FORMAT_VERSION = 1
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
+
+
+class AddonError(ValueError):
+    """An addon that cannot be used; the message names the entry at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One named network input or output: its shape (ints or dim names) and dtype."""
+
+    shape: list[int | str]
+    dtype: Literal["float32", "float16", "int64", "int32", "bool"] = "float32"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype as a ``torch.dtype``."""
+        return DTYPES[self.dtype]
+
+    @property
+    def named_dims(self) -> list[tuple[int, str]]:
+        """``(axis, dim name)`` for every symbolic axis."""
+        return [(axis, d) for axis, d in enumerate(self.shape) if isinstance(d, str)]
+
+
+class StateSpec(_Strict):
+    """A recurrent state: the output that becomes the named input at the next call."""
+
+    output: str
+    init: float = 0.0
+
+
+class NetworkSpec(_Strict):
+    """One exported network: where its program lives, its tensors and its receptive field.
+
+    ``context`` is the receptive radius along the network's sequence dim: an
+    output step depends only on inputs within that many steps either side.
+    ``"unbounded"`` means the whole sequence matters (attention, RNNs).
+    ``lengths`` / ``mask`` name an input the runtime fills itself with the true
+    length (``[1]`` int64) or validity mask (``[1, T]``, 1 for real steps), so
+    that static-shape backends can pad such a network exactly.
+    """
+
+    role: str
+    file: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+    context: int | Literal["unbounded"] = "unbounded"
+    lengths: str | None = None
+    mask: str | None = None
+    states: dict[str, StateSpec] = Field(default_factory=dict)
+
+    @field_validator("context")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be >= 0 or 'unbounded'")
+        return value
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the network can be run on overlapping windows."""
+        return self.context != "unbounded"
+
+    @property
+    def derived_inputs(self) -> set[str]:
+        """Inputs the runtime fills itself (lengths, mask, recurrent state)."""
+        return {n for n in (self.lengths, self.mask) if n} | set(self.states)
+
+    @property
+    def data_inputs(self) -> dict[str, TensorSpec]:
+        """Inputs read from other blocks' outputs."""
+        return {n: s for n, s in self.inputs.items() if n not in self.derived_inputs}
+
+
+class DimSpec(_Strict):
+    """A named dynamic dim: its largest value and the sizes static backends compile."""
+
+    max: int = Field(gt=0)
+    buckets: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check_buckets(self) -> "DimSpec":
+        if self.buckets is None:
+            return self
+        if not self.buckets:
+            raise ValueError("buckets: must not be empty (leave it out to use no buckets)")
+        if any(b <= 0 for b in self.buckets):
+            raise ValueError(f"buckets: sizes must be positive, got {self.buckets}")
+        if any(a >= b for a, b in zip(self.buckets, self.buckets[1:])):
+            raise ValueError(f"buckets: must be strictly increasing, got {self.buckets}")
+        if self.buckets[-1] > self.max:
+            raise ValueError(f"buckets: largest bucket {self.buckets[-1]} exceeds max {self.max}")
+        return self
+
+
+class AudioSpec(_Strict):
+    """Mel and waveform settings the networks were trained with."""
+
+    sample_rate: int = Field(gt=0)
+    hop_length: int = Field(gt=0)
+    win_length: int = Field(gt=0)
+    n_fft: int = Field(gt=0)
+    n_mels: int = Field(gt=0)
+    fmin: float = 0.0
+    fmax: float | None = None
+
+
+class FrontendSpec(BaseModel):
+    """Text frontend settings; ``type`` picks a registered frontend, the rest is its own."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+class AddonSpec(_Strict):
+    """The whole ``addon.yaml``."""
+
+    format: Literal[1]
+    name: str = Field(min_length=1)
+    audio: AudioSpec
+    frontend: FrontendSpec
+    networks: dict[str, NetworkSpec]
+    dims: dict[str, DimSpec] = Field(default_factory=dict)
+    stack: list[dict[str, Any]]
+    vocoder: dict[str, Any] = Field(default_factory=lambda: {"type": "GriffinLim"})
+
+    def networks_with_role(self, role: str) -> dict[str, NetworkSpec]:
+        """The networks of one role, in file order."""
+        return {n: s for n, s in self.networks.items() if s.role == role}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written to ``addon.yaml``."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("int", "str", "literal['unbounded']", "function-after[_check_buckets(), DimSpec]"):
+            continue  # pydantic's union-member tags add nothing for a reader
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_spec(data: Mapping[str, Any], source: str = ADDON_FILE) -> AddonSpec:
+    """Validate plain ``addon.yaml`` data into an :class:`AddonSpec`.
+
+    Raises :class:`AddonError` listing every schema error with its path, then
+    checks references between entries (dim names, state pairs, lengths/mask).
+    """
+    try:
+        spec = AddonSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{_format_loc(err['loc'])}: {msg}")
+        raise AddonError(f"{source}: invalid addon config:\n  " + "\n  ".join(dict.fromkeys(lines))) from None
+    _check_references(spec, source)
+    return spec
+
+
+def _check_references(spec: AddonSpec, source: str) -> None:
+    known = ", ".join(sorted(spec.dims)) or "(none)"
+    for net_name, net in spec.networks.items():
+        for kind, tensors in (("inputs", net.inputs), ("outputs", net.outputs)):
+            for t_name, t_spec in tensors.items():
+                for axis, dim in t_spec.named_dims:
+                    if dim not in spec.dims:
+                        raise AddonError(
+                            f"{source}: networks.{net_name}.{kind}.{t_name}.shape[{axis}]: "
+                            f"unknown dim '{dim}'; known: {known}"
+                        )
+        for field in ("lengths", "mask"):
+            name = getattr(net, field)
+            if name is not None and name not in net.inputs:
+                raise AddonError(
+                    f"{source}: networks.{net_name}.{field}: '{name}' is not an input of the network; "
+                    f"inputs: {', '.join(net.inputs)}"
+                )
+        for state_in, state in net.states.items():
+            path = f"{source}: networks.{net_name}.states.{state_in}"
+            if state_in not in net.inputs:
+                raise AddonError(f"{path}: state input '{state_in}' is not an input of the network")
+            if state.output not in net.outputs:
+                raise AddonError(f"{path}: state output '{state.output}' is not an output of the network")
+            if net.inputs[state_in].shape != net.outputs[state.output].shape:
+                raise AddonError(
+                    f"{path}: input shape {net.inputs[state_in].shape} does not match "
+                    f"output '{state.output}' shape {net.outputs[state.output].shape}"
+                )
+
+
+class Addon:
+    """An addon folder: its validated spec and the paths of its networks."""
+
+    def __init__(self, folder: Path, spec: AddonSpec):
+        self.folder = folder
+        self.spec = spec
+
+    def resolve(self, relative: str, entry: str) -> Path:
+        """The path of a file named in the config; refuses paths leaving the folder."""
+        root = self.folder.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise AddonError(f"{self.folder / ADDON_FILE}: {entry}: path '{relative}' escapes the addon folder")
+        return path
+
+    def network_file(self, name: str) -> Path:
+        """The ``.pt2`` file of one network, checked to exist inside the folder."""
+        path = self.resolve(self.spec.networks[name].file, f"networks.{name}.file")
+        if not path.is_file():
+            raise AddonError(f"{self.folder / ADDON_FILE}: networks.{name}.file: '{path}' does not exist")
+        return path
+
+    def load_program(self, name: str) -> torch.export.ExportedProgram:
+        """The network's ``torch.export`` program."""
+        return torch.export.load(str(self.network_file(name)))
+
+
+def load_addon(folder: str | Path) -> Addon:
+    """Read and validate ``addon.yaml`` in ``folder``; every network file must be inside it."""
+    folder = Path(folder)
+    path = folder / ADDON_FILE
+    if not path.is_file():
+        raise AddonError(f"{folder}: not an addon folder (no {ADDON_FILE})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AddonError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise AddonError(f"{path}: expected a mapping at the top level")
+    addon = Addon(folder, parse_spec(data, str(path)))
+    for name in addon.spec.networks:
+        addon.network_file(name)
+    return addon
+
+
+def dynamic_shapes_for(spec: AddonSpec, network: str) -> dict[str, dict[int, torch.export.Dim]]:
+    """``torch.export`` dynamic shapes for one network, one shared ``Dim`` per named dim."""
+    dims = {name: torch.export.Dim(name, min=1, max=d.max) for name, d in spec.dims.items()}
+    return {
+        t_name: {axis: dims[dim] for axis, dim in t_spec.named_dims}
+        for t_name, t_spec in spec.networks[network].inputs.items()
+    }
+
+
+def write_addon(
+    folder: str | Path,
+    spec: Mapping[str, Any],
+    modules: Mapping[str, torch.nn.Module],
+    example_inputs: Mapping[str, Mapping[str, torch.Tensor]],
+) -> Addon:
+    """Export each network with ``torch.export`` and write a complete addon folder.
+
+    ``spec`` is the ``addon.yaml`` content; ``modules`` maps network names to
+    modules whose ``forward`` takes the spec's inputs as keyword arguments in
+    spec order; ``example_inputs`` gives one example per network. Dynamic
+    shapes come from the spec's named dims, so a program accepts exactly what
+    its spec declares. The folder is written afresh.
+    """
+    parsed = parse_spec(spec)
+    missing = set(parsed.networks) - set(modules)
+    if missing:
+        raise AddonError(f"write_addon: no module given for networks: {', '.join(sorted(missing))}")
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    addon = Addon(folder, parsed)
+    for name, net in parsed.networks.items():
+        module = modules[name].eval()
+        args = tuple(example_inputs[name][i] for i in net.inputs)
+        dynamic = dynamic_shapes_for(parsed, name)
+        program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
+        path = addon.resolve(net.file, f"networks.{name}.file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.export.save(program, str(path))
+    (folder / ADDON_FILE).write_text(yaml.safe_dump(parsed.to_dict(), sort_keys=False))
+    return addon

@@ -1,0 +1,148 @@
+"""The backend seam: compile one network for given shapes, load its artifacts, name block variants.
+
+A backend is a small object. The compiler asks it which shape buckets a
+network needs (:meth:`Backend.buckets`), to compile one (:meth:`Backend.compile`),
+and which toolchain versions it depends on; the loader asks it to turn the
+artifacts back into a :class:`~ttsstack.runtime.network.NetworkRunner` and
+which block variants replace the plain blocks (``block_variants``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from ..addon import DimSpec, NetworkSpec
+from ..runtime.network import NetworkRunner, sequence_dim
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot compile or load; the message names the network and backend."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One compiled file: which shapes it accepts (dim name -> size for a static bucket, else None)."""
+
+    path: Path
+    bucket: dict[str, int] | None = None
+
+
+@dataclass
+class NetworkArtifacts:
+    """Everything a backend may load one network from."""
+
+    name: str
+    spec: NetworkSpec
+    program: Path
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class Backend(ABC):
+    """Base class of compile/run targets; subclasses register in ``BACKENDS``."""
+
+    name: ClassVar[str]
+    static: ClassVar[bool] = False
+    suffix: ClassVar[str] = ""
+    block_variants: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run on this host, or None when it can."""
+        return None
+
+    @abstractmethod
+    def toolchain(self) -> dict[str, str]:
+        """Versions of the libraries whose output the artifacts depend on."""
+
+    def incompatibility(self, recorded: dict[str, str]) -> str | None:
+        """Why artifacts made by the ``recorded`` toolchain cannot be loaded here, or None.
+
+        The default requires the same major.minor of every recorded library.
+        """
+        current = self.toolchain()
+        for lib, version in recorded.items():
+            have = current.get(lib)
+            if have is None:
+                return f"{lib} {version} made the artifacts, but {lib} is not installed"
+            if have.split(".")[:2] != version.split(".")[:2]:
+                return f"artifacts were made with {lib} {version}, this host has {lib} {have}"
+        return None
+
+    def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
+        """The shape buckets to compile for: ``[None]`` (one dynamic artifact) unless static."""
+        return [None]
+
+    @abstractmethod
+    def compile(
+        self,
+        program: torch.export.ExportedProgram,
+        spec: NetworkSpec,
+        dims: dict[str, DimSpec],
+        bucket: dict[str, int] | None,
+        out: Path,
+    ) -> None:
+        """Write the artifact of ``program`` for ``bucket`` (None: dynamic up to each dim's max) to ``out``."""
+
+    @abstractmethod
+    def load(self, network: NetworkArtifacts) -> NetworkRunner:
+        """A runner for the network from its artifacts."""
+
+    @property
+    def device(self) -> str:
+        """Where the runner computes ("cpu", "cuda", "neuron"); parity tolerances depend on it."""
+        return "cpu"
+
+
+class ModuleRunner:
+    """Runs a callable taking the spec's inputs positionally and returning its outputs in spec order."""
+
+    static_lengths = None
+
+    def __init__(self, spec: NetworkSpec, module):
+        self.spec = spec
+        self.module = module
+        self.input_names = list(spec.inputs)
+        self.output_names = list(spec.outputs)
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.module(*(inputs[n] for n in self.input_names))
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        return dict(zip(self.output_names, out))
+
+
+def example_inputs(spec: NetworkSpec, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Inputs of the declared shapes and dtypes, named dims set by ``sizes``.
+
+    Integer inputs hold 0/1 values (valid token ids for any vocabulary), the
+    ``lengths`` input the full length, the ``mask`` input ones, floats a
+    seeded normal draw: enough to trace and to compare numerics.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    inputs: dict[str, torch.Tensor] = {}
+    for name, tensor in spec.inputs.items():
+        shape = [sizes[d] if isinstance(d, str) else d for d in tensor.shape]
+        dtype = tensor.torch_dtype
+        if name == spec.lengths:
+            inputs[name] = torch.full(shape, sizes[sequence_dim(spec)], dtype=dtype)
+        elif name == spec.mask or dtype == torch.bool:
+            inputs[name] = torch.ones(shape, dtype=dtype)
+        elif dtype.is_floating_point:
+            inputs[name] = torch.randn(shape, generator=gen).to(dtype)
+        else:
+            inputs[name] = torch.randint(0, 2, shape, generator=gen, dtype=dtype)
+    return inputs

@@ -1,0 +1,168 @@
+"""The ``ttsstack`` command: compile, synthesize, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import backends  # noqa: F401  (registration)
+from .addon import AddonError, load_addon
+from .audio import write_wav
+from .compiler.driver import ALL, CompileError, compile_addon
+from .compiler.manifest import MANIFEST_FILE, read_manifest
+from .loader import load
+from .runtime.builder import RuntimeOptions, plan_stack
+from .runtime.registry import BACKENDS, RegistryError
+
+DEMO_ADDON = Path(__file__).resolve().parent.parent / "addons" / "fastpitch-demo" / "addon"
+DEMO_TEXT = "The quick brown fox jumps over the lazy dog. Streaming speech starts before the sentence ends."
+
+
+def _buckets(text: str) -> dict[str, list[int]]:
+    """Parse ``T_text=32,64,128 T_frames=64`` style overrides."""
+    name, _, sizes = text.partition("=")
+    try:
+        return {name: [int(s) for s in sizes.split(",") if s]}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--buckets: expected NAME=INT,INT,... got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compile an addon for one or more backends."""
+    names = [b for item in args.backend for b in item.split(",")]
+    buckets = {k: v for item in args.buckets for k, v in item.items()}
+    try:
+        report = compile_addon(args.addon, args.output, names, buckets or None, progress=not args.quiet)
+    except CompileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if report.reused and not report.compiled:
+        print(f"{args.output}: up to date ({len(report.reused)} artifacts unchanged), nothing to compile")
+    else:
+        print(f"{args.output}: compiled {len(report.compiled)} artifacts, reused {len(report.reused)}")
+    return 0
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    """Synthesize text to a WAV (and optionally the mel), printing latency and real-time factor."""
+    start = time.perf_counter()
+    voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames))
+    loaded = time.perf_counter()
+    mels: list[np.ndarray] = []
+
+    def recording(chunks):
+        for chunk in chunks:
+            if not mels:
+                timings["first_mel"] = time.perf_counter() - loaded
+            mels.append(chunk)
+            yield chunk
+
+    timings: dict[str, float] = {}
+    audio_chunks = []
+    for chunk in voice.vocoder.stream(recording(voice.stream(args.text))):
+        if not audio_chunks:
+            timings["first_audio"] = time.perf_counter() - loaded
+        audio_chunks.append(chunk)
+    total = time.perf_counter() - loaded
+    audio = np.concatenate(audio_chunks) if audio_chunks else np.zeros(0, np.float32)
+    write_wav(args.output, audio, voice.sample_rate)
+    if args.mel_out:
+        np.save(args.mel_out, np.concatenate(mels).astype(np.float32))
+    seconds = len(audio) / voice.sample_rate
+    print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz ({args.backend} backend)")
+    print(
+        f"load {loaded - start:.2f} s | first mel chunk {timings.get('first_mel', 0) * 1000:.0f} ms | "
+        f"first audio chunk {timings.get('first_audio', 0) * 1000:.0f} ms | total {total:.2f} s | "
+        f"real-time factor {seconds / total:.1f}x"
+    )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print an addon's networks, dims, block tree and (when compiled) artifacts."""
+    addon = load_addon(args.addon)
+    spec = addon.spec
+    print(f"addon {spec.name} (format {spec.format}) at {addon.folder}")
+    print(f"audio: {spec.audio.model_dump()}")
+    print(f"frontend: {spec.frontend.type}")
+    print("networks:")
+    for name, net in spec.networks.items():
+        ins = ", ".join(f"{n}{t.shape}:{t.dtype}" for n, t in net.inputs.items())
+        outs = ", ".join(f"{n}{t.shape}:{t.dtype}" for n, t in net.outputs.items())
+        print(f"  {name} [{net.role}, context {net.context}] {ins} -> {outs}")
+    print("dims:")
+    for name, dim in spec.dims.items():
+        print(f"  {name}: max {dim.max}, buckets {dim.buckets or '-'}")
+    print("blocks:")
+    stack = [(0, plan_stack(spec))]
+    while stack:
+        depth, block = stack.pop()
+        print("  " + "  " * depth + block.describe())
+        stack.extend((depth + 1, child) for child in reversed(block.children()))
+    if (addon.folder / MANIFEST_FILE).is_file():
+        manifest = read_manifest(addon.folder)
+        print("artifacts:")
+        for a in manifest.artifacts:
+            size = (addon.folder / a.file).stat().st_size / 1e6
+            print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
+    else:
+        print("artifacts: none (source addon; run ttsstack compile)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="ttsstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    backends_help = f"backend(s): {', '.join(BACKENDS.names())}, or {ALL}"
+
+    p = sub.add_parser("compile", help="compile an addon into artifacts for backends")
+    p.add_argument("addon", type=Path, help="source addon folder (with addon.yaml)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="compiled addon folder to write")
+    p.add_argument("--backend", action="append", default=None, help=backends_help + " (repeatable; default cpu)")
+    p.add_argument("--buckets", action="append", type=_buckets, default=[], metavar="DIM=N,N,...",
+                   help="override a dim's shape buckets, e.g. T_text=32,64,128")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("synthesize", help="synthesize text to a WAV file")
+    p.add_argument("--addon", type=Path, default=DEMO_ADDON, help="compiled or source addon (default: bundled demo)")
+    p.add_argument("--backend", default="cpu", help="backend to run on (default cpu)")
+    p.add_argument("--text", default=DEMO_TEXT, help="text to speak")
+    p.add_argument("-o", "--output", type=Path, default=Path("speech.wav"), help="WAV file to write")
+    p.add_argument("--mel-out", type=Path, default=None, help="also save the mel as float32 .npy [frames, n_mels]")
+    p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
+    p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("inspect", help="show an addon's networks, dims, blocks and artifacts")
+    p.add_argument("addon", type=Path)
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ttsstack`` console script."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "backend", None) is None:
+        args.backend = ["cpu"]
+    try:
+        return args.func(args)
+    except (AddonError, RegistryError, ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

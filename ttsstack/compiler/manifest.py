@@ -1,0 +1,93 @@
+"""``manifest.yaml``: what a compiled addon holds, with hashes and the toolchain that made it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MANIFEST_FILE = "manifest.yaml"
+MANIFEST_FORMAT = 1
+
+
+class ManifestError(ValueError):
+    """A missing, unreadable or inconsistent manifest, or an artifact that fails its hash."""
+
+
+class ArtifactEntry(BaseModel):
+    """One compiled artifact of one network for one backend (and one bucket on static backends)."""
+
+    model_config = ConfigDict(extra="forbid")
+    network: str
+    backend: str
+    file: str
+    sha256: str
+    bucket: dict[str, int] | None = None
+    shapes: dict[str, list[int | str]]
+    toolchain: dict[str, str]
+    key: str
+
+
+class Manifest(BaseModel):
+    """The whole manifest: source program hashes and every artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: int = MANIFEST_FORMAT
+    addon: str
+    programs: dict[str, str] = Field(default_factory=dict)  # network -> sha256 of its .pt2
+    artifacts: list[ArtifactEntry] = Field(default_factory=list)
+
+    def for_backend(self, backend: str) -> list[ArtifactEntry]:
+        """The artifacts of one backend."""
+        return [a for a in self.artifacts if a.backend == backend]
+
+    def backends(self) -> list[str]:
+        """Backends with at least one artifact."""
+        return sorted({a.backend for a in self.artifacts})
+
+    def write(self, folder: Path) -> None:
+        """Write ``manifest.yaml`` into ``folder``."""
+        (folder / MANIFEST_FILE).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and validate ``folder/manifest.yaml``."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"{folder}: not a compiled addon (no {MANIFEST_FILE}); run: ttsstack compile {folder} -o OUT")
+    try:
+        manifest = Manifest.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ManifestError(f"{path}: unreadable manifest: {exc}") from None
+    if manifest.format != MANIFEST_FORMAT:
+        raise ManifestError(f"{path}: manifest format {manifest.format}, this ttsstack reads {MANIFEST_FORMAT}; recompile the addon")
+    return manifest
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, expected: str, what: str) -> None:
+    """Fail unless ``path`` exists and hashes to ``expected``."""
+    if not path.is_file():
+        raise ManifestError(f"{what}: file '{path}' is missing")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ManifestError(
+            f"{what}: '{path}' is corrupted or was modified (sha256 {actual[:12]}..., manifest says {expected[:12]}...); recompile"
+        )
+
+
+def cache_key(program_sha: str, spec_json: dict, backend: str, toolchain: dict[str, str], bucket: dict[str, int] | None) -> str:
+    """Content key of one compile job: same key, same artifact."""
+    blob = json.dumps([program_sha, spec_json, backend, toolchain, bucket], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

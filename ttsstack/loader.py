@@ -1,0 +1,85 @@
+"""``ttsstack.load``: a compiled (or source) addon to a ready :class:`~ttsstack.runtime.Voice`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .addon import ADDON_FILE, load_addon
+from .backends.base import Artifact, BackendError, NetworkArtifacts
+from .compiler.driver import compile_addon
+from .compiler.manifest import MANIFEST_FILE, read_manifest, verify_file
+from .runtime.builder import RuntimeOptions
+from .runtime.registry import BACKENDS
+from .runtime.voice import Voice
+
+
+def cache_root() -> Path:
+    """Where source addons are compiled on demand: ``$TTSSTACK_CACHE`` or ``~/.cache/ttsstack``."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ttsstack"
+    return Path(os.environ.get("TTSSTACK_CACHE", default))
+
+
+def ensure_compiled(folder: str | Path, backend: str, progress: bool = True) -> Path:
+    """A compiled addon for ``folder``: itself when compiled, else a cached compile of it.
+
+    The cache folder is keyed by the source folder's absolute path; the
+    compiler's own job keys make a recompile of an unchanged addon free.
+    """
+    folder = Path(folder)
+    if (folder / MANIFEST_FILE).is_file():
+        return folder
+    load_addon(folder)  # a clear error when it is not an addon at all
+    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    out = cache_root() / f"{folder.resolve().name}-{tag}"
+    if backend != "eager":
+        compile_addon(folder, out, [backend], progress=progress)
+    elif not (out / ADDON_FILE).is_file():
+        compile_addon(folder, out, [], progress=progress)
+    return out
+
+
+def load(
+    folder: str | Path,
+    backend: str = "cpu",
+    options: RuntimeOptions | None = None,
+    compile_if_needed: bool = True,
+) -> Voice:
+    """Load an addon on ``backend`` and build its stack, checking everything first.
+
+    ``folder`` is a compiled addon (with ``manifest.yaml``), or, when
+    ``compile_if_needed``, a source addon compiled into the cache first. Every
+    artifact is checked against its sha256 and the toolchain that made it.
+    """
+    folder = Path(folder)
+    if compile_if_needed:
+        folder = ensure_compiled(folder, backend)
+    addon = load_addon(folder)
+    manifest = read_manifest(folder)
+    backend_obj = BACKENDS.get(backend)()
+    reason = backend_obj.unavailable_reason()
+    if reason:
+        raise BackendError(f"backend '{backend}' is not available on this host: {reason}")
+    runners = {}
+    for name, spec in addon.spec.networks.items():
+        program = addon.network_file(name)
+        verify_file(program, manifest.programs.get(name, ""), f"{folder}/{MANIFEST_FILE}: programs.{name}")
+        entries = [a for a in manifest.for_backend(backend) if a.network == name]
+        if not entries and backend != "eager":
+            raise BackendError(
+                f"{folder}: compiled addon has no '{backend}' artifact for network '{name}' "
+                f"(it has: {', '.join(manifest.backends()) or 'none'}); "
+                f"run: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
+            )
+        for entry in entries:
+            problem = backend_obj.incompatibility(entry.toolchain)
+            if problem:
+                raise BackendError(
+                    f"{folder}: '{backend}' artifact of network '{name}' cannot be loaded: {problem}; "
+                    f"recompile with: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
+                )
+            verify_file(folder / entry.file, entry.sha256, f"{folder}/{MANIFEST_FILE}: {name} [{backend}]")
+        artifacts = [Artifact(folder / e.file, e.bucket) for e in entries]
+        runners[name] = backend_obj.load(NetworkArtifacts(name, spec, program, artifacts))
+    return Voice(addon.spec, runners, backend_obj.block_variants, options, backend=backend)

@@ -1,0 +1,81 @@
+"""The decoder: runs a frame-level network over a stream with exact overlap."""
+
+from __future__ import annotations
+
+import torch
+
+from ..network import with_length_inputs
+from ..registry import BLOCKS
+from .base import BlockConfig, StackError, Stream, StreamableBlock, TensorInfo, Tensors, Wiring, require_upstream
+from .windows import chunk_sizes, run_whole, stream_windows
+
+
+@BLOCKS.register("Decoder")
+class Decoder(StreamableBlock):
+    """Runs a frame-level network (default: the one with role ``decoder``) on a stream.
+
+    Consumes the ``frames`` stream and produces the network's ``mel`` output
+    as a stream. With a bounded ``context`` the network runs on windows with
+    that many frames of overlap each side and the results are cropped, so the
+    streamed output equals a whole-utterance run; ``context: unbounded`` runs
+    once on the whole piece. Other inputs of the network are read from the
+    utterance tensors.
+    """
+
+    role = "decoder"
+
+    class Config(BlockConfig):
+        network: str | None = None
+        frames: str = "frames"
+        mel: str = "mel"
+
+    def __init__(self, config, ctx, path):
+        super().__init__(config, ctx, path)
+        name = config.network or self._only_network(ctx, path)
+        self.runner = ctx.runner(name, f"{path}.network")
+        self.spec = self.runner.spec
+        self.network = name
+        self.options = ctx.options
+        for tensor, where in ((config.frames, self.spec.inputs), (config.mel, self.spec.outputs)):
+            if tensor not in where:
+                raise StackError(
+                    f"{path}: network '{name}' has no tensor '{tensor}'; it has {', '.join(where)} "
+                    f"(rename with frames:/mel: in the stack entry)"
+                )
+        self.extra_inputs = [n for n in self.spec.data_inputs if n != config.frames]
+
+    def _only_network(self, ctx, path: str) -> str:
+        found = list(ctx.spec.networks_with_role(self.role))
+        if len(found) != 1:
+            raise StackError(
+                f"{path}: needs 'network:' since the addon has {len(found)} networks with role '{self.role}'"
+                + (f" ({', '.join(found)})" if found else "")
+            )
+        return found[0]
+
+    def describe(self) -> str:
+        return f"{self.config.type} {self.network} [context {self.spec.context}]"
+
+    def check(self, wiring: Wiring, upstream: str | None) -> str:
+        require_upstream(self, upstream, self.config.frames)
+        wiring.read(self.label, self.config.frames, rank=3, dtype=self.spec.inputs[self.config.frames].dtype)
+        for name in self.extra_inputs:
+            t = self.spec.inputs[name]
+            wiring.read(self.label, name, rank=len(t.shape), dtype=t.dtype)
+        wiring.write(self.label, self.config.mel, TensorInfo.of(self.spec.outputs[self.config.mel], self.label))
+        return self.config.mel
+
+    def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
+        extra = {n: tensors[n] for n in self.extra_inputs}
+
+        def run(window: torch.Tensor, left: int, count: int) -> torch.Tensor:
+            return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
+
+        if self.spec.bounded:
+            sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
+            return stream_windows(upstream, run, self.spec.context, sizes)
+        return run_whole(upstream, run)
+
+    def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
+        """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""
+        return self.runner(with_length_inputs(self.spec, inputs, length, length))[self.config.mel]

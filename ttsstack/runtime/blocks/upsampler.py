@@ -1,0 +1,52 @@
+"""The length regulator: repeat each token's vector by its duration, in chunks on demand."""
+
+from __future__ import annotations
+
+import torch
+
+from ..registry import BLOCKS
+from .base import BlockConfig, Stream, StreamableBlock, TensorInfo, Tensors, Wiring
+from .windows import chunk_sizes
+
+
+@BLOCKS.register("Upsampler")
+class Upsampler(StreamableBlock):
+    """Repeats ``encoded`` ``[1, T_text, C]`` by ``durations`` ``[1, T_text]`` into a ``frames`` stream.
+
+    Each token is repeated ``round(duration)`` times (negative durations count
+    as 0). Frames are produced lazily, one chunk at a time, so a long
+    utterance never exists as one ``[1, T_frames, C]`` tensor.
+    """
+
+    class Config(BlockConfig):
+        encoded: str = "encoded"
+        durations: str = "durations"
+        frames: str = "frames"
+
+    def __init__(self, config, ctx, path):
+        super().__init__(config, ctx, path)
+        self.options = ctx.options
+
+    def check(self, wiring: Wiring, upstream: str | None) -> str:
+        encoded = wiring.read(self.label, self.config.encoded, rank=3)
+        wiring.read(self.label, self.config.durations, rank=2)
+        wiring.write(self.label, self.config.frames, TensorInfo(3, encoded.dtype, self.label, encoded.channels))
+        return self.config.frames
+
+    def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
+        encoded = tensors[self.config.encoded]
+        repeats = repeats_of(tensors[self.config.durations])
+        ends = torch.cumsum(repeats, dim=0)
+        total = int(ends[-1]) if len(ends) else 0
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
+        start = 0
+        while start < total:
+            stop = min(total, start + next(sizes))
+            token_index = torch.searchsorted(ends, torch.arange(start, stop), right=True)
+            yield encoded.index_select(1, token_index)
+            start = stop
+
+
+def repeats_of(durations: torch.Tensor) -> torch.Tensor:
+    """Frames per token: ``round(duration)``, negatives as 0, as int64 ``[T_text]``."""
+    return durations.reshape(-1).round().clamp(min=0).to(torch.int64)

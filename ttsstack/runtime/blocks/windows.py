@@ -1,0 +1,77 @@
+"""Exact streaming of a bounded-context network over a stream of chunks.
+
+A network whose output at step t depends only on inputs within t ± context can
+be run on a window holding ``context`` extra steps on each side of the steps
+wanted; cropping the extra away leaves exactly what a whole-sequence run gives.
+:func:`stream_windows` does that over an incoming stream with a small buffer,
+emitting each output chunk as soon as its right context has arrived.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+Window = Callable[[torch.Tensor, int, int], torch.Tensor]
+
+
+def chunk_sizes(first: int, rest: int) -> Iterator[int]:
+    """The chunk schedule: one ``first``-sized chunk (fast first audio), then ``rest``-sized ones."""
+    yield first
+    while True:
+        yield rest
+
+
+def stream_windows(
+    upstream: Iterator[torch.Tensor], run: Window, context: int, sizes: Iterator[int], axis: int = 1
+) -> Iterator[torch.Tensor]:
+    """Yield ``run`` applied to overlapping windows of ``upstream``, cropped to the new steps.
+
+    ``run(window, left, count)`` gets a window along ``axis`` and returns the
+    output steps ``[left, left + count)`` of that window (``left`` real context
+    steps precede them; the rest of the window is right context). Output
+    chunks follow ``sizes``; the last may be shorter.
+    """
+    pending: list[torch.Tensor] = []
+    buffer: torch.Tensor | None = None
+    start = 0  # absolute index of buffer[0]
+    emitted = 0
+    available = 0
+    size = next(sizes)
+
+    def emit(count: int, end: int) -> torch.Tensor:
+        nonlocal buffer, start, emitted
+        lo = max(0, emitted - context)
+        hi = min(end, emitted + count + context)
+        window = buffer.narrow(axis, lo - start, hi - lo)
+        out = run(window, emitted - lo, count)
+        emitted += count
+        keep_from = max(0, emitted - context)
+        buffer = buffer.narrow(axis, keep_from - start, buffer.shape[axis] - (keep_from - start))
+        start = keep_from
+        return out
+
+    for piece in upstream:
+        pending.append(piece)
+        available += piece.shape[axis]
+        while available - emitted >= size + context:
+            if pending:
+                buffer = torch.cat(([buffer] if buffer is not None else []) + pending, dim=axis)
+                pending = []
+            yield emit(size, available)
+            size = next(sizes)
+    if available > emitted:
+        if pending:
+            buffer = torch.cat(([buffer] if buffer is not None else []) + pending, dim=axis)
+        while emitted < available:
+            yield emit(min(size, available - emitted), available)
+            size = next(sizes)
+
+
+def run_whole(upstream: Iterator[torch.Tensor], run: Window, axis: int = 1) -> Iterator[torch.Tensor]:
+    """For unbounded context: gather the whole piece, run once, yield one chunk."""
+    pieces = list(upstream)
+    if pieces:
+        whole = torch.cat(pieces, dim=axis)
+        yield run(whole, 0, whole.shape[axis])

@@ -1,0 +1,97 @@
+"""Turns an addon's ``stack`` config into blocks and checks the wiring before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..addon import AddonSpec, TensorSpec
+from .blocks.base import Block, StackError, StreamableBlock, TensorInfo, Wiring, config_of
+from .network import NetworkRunner
+from .registry import BLOCKS, RegistryError
+
+FRONTEND_OUTPUT = "tokens"
+
+
+@dataclass
+class RuntimeOptions:
+    """Load-time knobs of the streaming blocks (per voice, not per call).
+
+    ``chunk_frames`` is how many frames the upsampler and decoder emit per
+    chunk after the first; ``first_chunk_frames`` is the (smaller) first chunk,
+    which sets time to first audio.
+    """
+
+    chunk_frames: int = 128
+    first_chunk_frames: int = 32
+
+    def __post_init__(self) -> None:
+        if self.chunk_frames < 1 or self.first_chunk_frames < 1:
+            raise ValueError("chunk_frames and first_chunk_frames must be >= 1")
+
+
+@dataclass
+class BuildContext:
+    """What blocks need while being built: the addon spec, network runners, backend variants."""
+
+    spec: AddonSpec
+    runners: Mapping[str, NetworkRunner]
+    variants: Mapping[str, type] = field(default_factory=dict)
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    def build(self, raw: Any, path: str) -> Block:
+        """Build one block (and, recursively, its children) from its config dict."""
+        if not isinstance(raw, dict) or "type" not in raw:
+            raise StackError(f"{path}: a block entry must be a mapping with a 'type', got {raw!r}")
+        try:
+            cls = BLOCKS.get(raw["type"])
+        except RegistryError as exc:
+            raise StackError(f"{path}.type: {exc}") from None
+        cls = self.variants.get(raw["type"], cls)
+        return cls(config_of(cls, raw, path), self, path)
+
+    def runner(self, network: str, path: str) -> NetworkRunner:
+        """The runner of a named network; unknown names list the addon's networks."""
+        if network not in self.runners:
+            raise StackError(f"{path}: unknown network '{network}'; networks: {', '.join(self.spec.networks)}")
+        return self.runners[network]
+
+
+def initial_wiring(spec: AddonSpec) -> Wiring:
+    """The tensors that exist before any block runs: the frontend's ``tokens``."""
+    return Wiring({FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend")})
+
+
+def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:
+    """Build the addon's ``stack`` into one streamable block; return it and its output stream name.
+
+    A stack of several entries is a :class:`StreamableStack`. The check runs
+    the whole wiring now, so mistakes surface at load.
+    """
+    raw = ctx.spec.stack
+    if not raw:
+        raise StackError("stack: is empty; it needs at least one streamable block")
+    root = ctx.build(raw[0], "stack[0]") if len(raw) == 1 else ctx.build({"type": "StreamableStack", "stack": raw}, "")
+    if not isinstance(root, StreamableBlock):
+        raise StackError(f"{root.label}: the top of the stack must be a streamable block (it produces the mel stream)")
+    out = root.check(initial_wiring(ctx.spec), None)
+    return root, out
+
+
+class _SpecOnlyRunner:
+    """Stands in for a network when only the stack's structure is wanted (inspect, compile checks)."""
+
+    static_lengths = None
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def __call__(self, inputs):
+        raise RuntimeError("a stack planned without loaded networks cannot run")
+
+
+def plan_stack(spec: AddonSpec, variants: Mapping[str, type] | None = None) -> StreamableBlock:
+    """Build and check the stack without loading any network: wiring errors surface here."""
+    runners = {name: _SpecOnlyRunner(net) for name, net in spec.networks.items()}
+    root, _ = build_stack(BuildContext(spec, runners, variants or {}))
+    return root

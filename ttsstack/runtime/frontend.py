@@ -1,0 +1,130 @@
+"""Text frontends: text -> sentence-sized pieces of token ids.
+
+A frontend turns text into the ``tokens`` tensor ``[1, T_text]`` that the
+encoders read. Text is first split into sentences (then clauses, then words,
+then hard cuts) so that no piece exceeds the largest ``T_text`` the networks
+accept; each piece is synthesized in turn, which also bounds memory for long
+texts and lets the first audio arrive after the first sentence only.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any, Iterator
+
+import torch
+
+from .registry import FRONTENDS
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
+
+
+class FrontendError(ValueError):
+    """Text that cannot be turned into tokens (empty, or nothing the frontend knows)."""
+
+
+class Frontend(ABC):
+    """Base class: subclasses turn one piece of text into token ids."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids for one piece of text (may be empty when nothing is known)."""
+
+    def pieces(self, text: str, max_tokens: int) -> Iterator[torch.Tensor]:
+        """Split ``text`` and yield ``[1, T]`` int64 token tensors, ``1 <= T <= max_tokens``.
+
+        Raises :class:`FrontendError` when the text is empty or yields no token.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise FrontendError("text is empty: nothing to synthesize")
+        produced = False
+        for sentence in split_text(text.strip(), max_chars=max_tokens):
+            ids = self.encode(sentence)
+            for start in range(0, len(ids), max_tokens):
+                produced = True
+                yield torch.tensor([ids[start : start + max_tokens]], dtype=torch.int64)
+        if not produced:
+            raise FrontendError(f"text has no character the frontend knows: {text[:80]!r}")
+
+
+def split_text(text: str, max_chars: int) -> list[str]:
+    """Split text at sentence ends, then at clause ends and spaces where still too long.
+
+    Each returned piece has at most ``max_chars`` characters (a single word
+    longer than that is cut hard).
+    """
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        pieces.extend(_fit(sentence, max_chars, (_CLAUSE_END, re.compile(r"\s+"))))
+    return [p for p in pieces if p.strip()]
+
+
+def _fit(text: str, max_chars: int, separators: tuple[re.Pattern[str], ...]) -> list[str]:
+    if len(text) <= max_chars:
+        return [text]
+    if not separators:
+        return [text[i : i + max_chars] for i in range(0, len(text), max_chars)]
+    out: list[str] = []
+    current = ""
+    for part in separators[0].split(text):
+        candidate = f"{current} {part}" if current else part
+        if len(candidate) <= max_chars:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        if len(part) <= max_chars:
+            current = part
+        else:
+            out.extend(_fit(part, max_chars, separators[1:]))
+            current = ""
+    if current:
+        out.append(current)
+    return out
+
+
+@FRONTENDS.register("characters")
+class CharactersFrontend(Frontend):
+    """Lower-cased characters looked up in the ``symbols`` string; unknown ones dropped.
+
+    Config: ``symbols`` (the table; a character's id is its index), optional
+    ``pad`` (a symbol that is never produced from text), optional ``bos``/``eos``
+    symbols added around every piece when given. Characters not in the table
+    are dropped with one warning per new character.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__(config)
+        symbols = config.get("symbols")
+        if not isinstance(symbols, str) or not symbols:
+            raise FrontendError("frontend.symbols: a non-empty string of symbols is required")
+        if len(set(symbols)) != len(symbols):
+            raise FrontendError("frontend.symbols: symbols must be unique")
+        self.ids = {ch: i for i, ch in enumerate(symbols)}
+        pad = config.get("pad")
+        if pad is not None:
+            self.ids.pop(pad, None)
+        self.bos = [symbols.index(config["bos"])] if config.get("bos") else []
+        self.eos = [symbols.index(config["eos"])] if config.get("eos") else []
+        self._warned: set[str] = set()
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the known characters of ``text``, lower-cased."""
+        text = text.lower()
+        unknown = sorted({ch for ch in text if ch not in self.ids} - self._warned)
+        if unknown:
+            self._warned.update(unknown)
+            warnings.warn(f"frontend: dropping characters not in the symbol table: {''.join(unknown)!r}", stacklevel=3)
+        ids = [self.ids[ch] for ch in text if ch in self.ids]
+        return self.bos + ids + self.eos if ids else []
+
+
+def build_frontend(config: dict[str, Any]) -> Frontend:
+    """The registered frontend named by ``config['type']``."""
+    return FRONTENDS.get(config["type"])(config)

@@ -1,0 +1,58 @@
+"""How blocks call networks: the runner protocol and the inputs the runtime fills itself."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ..addon import NetworkSpec
+
+
+class NetworkRunner(Protocol):
+    """A loaded network on some backend: named tensors in, named tensors out.
+
+    ``spec`` is the network's entry in ``addon.yaml``. ``static_lengths``, when
+    not None, maps a named dim to the sorted sizes the artifact accepts
+    (static-shape backends); dynamic runners accept any size up to the dim's max.
+    """
+
+    spec: NetworkSpec
+    static_lengths: dict[str, list[int]] | None
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run the network once."""
+        ...
+
+
+def sequence_dim(spec: NetworkSpec) -> str | None:
+    """The dim that ``lengths``/``mask`` refer to: the mask's dim, else the first named dim of the data inputs."""
+    if spec.mask is not None:
+        named = spec.inputs[spec.mask].named_dims
+        if named:
+            return named[0][1]
+    for tensor in spec.data_inputs.values():
+        if tensor.named_dims:
+            return tensor.named_dims[0][1]
+    return None
+
+
+def with_length_inputs(spec: NetworkSpec, inputs: dict[str, torch.Tensor], padded: int, valid: int) -> dict[str, torch.Tensor]:
+    """Add the ``lengths``/``mask`` inputs the network declares for ``valid`` real steps of ``padded``."""
+    if spec.lengths is not None:
+        inputs[spec.lengths] = torch.tensor([valid], dtype=spec.inputs[spec.lengths].torch_dtype)
+    if spec.mask is not None:
+        mask = torch.zeros(1, padded, dtype=spec.inputs[spec.mask].torch_dtype)
+        mask[:, :valid] = 1
+        inputs[spec.mask] = mask
+    return inputs
+
+
+def step_length(spec: NetworkSpec, inputs: dict[str, torch.Tensor]) -> int:
+    """The size of the sequence dim in the given data inputs (1 when the network has none)."""
+    dim = sequence_dim(spec)
+    for name, tensor in spec.data_inputs.items():
+        for axis, d in tensor.named_dims:
+            if d == dim and name in inputs:
+                return inputs[name].shape[axis]
+    return 1

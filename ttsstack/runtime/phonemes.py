@@ -1,0 +1,226 @@
+"""Text to phoneme symbols with espeak-ng, through its C API (ctypes).
+
+The symbols are espeak-ng's own phoneme mnemonics as its synthesizer reports them
+in ``espeakEVENT_PHONEME`` events (``h``, ``@``, ``'oU``: stress marks stay on
+the vowel they belong to), plus pause symbols (``_``, ``_:``). The same events,
+with their sample positions, are what the demo voice was trained on
+(``addons/fastpitch-demo/training/make_dataset.py`` calls :func:`render`), so
+:func:`phonemize` yields exactly the inventory and the sequences of training.
+
+Token rules, shared by training and runtime (see :func:`_tokens`):
+
+- the silence before the first phoneme is a pause token ``_``;
+- consecutive pause events are merged into one token named after the first
+  (a clause end gives ``_:`` then ``_``: one ``_:`` token);
+- every other event is one token.
+
+espeak-ng is found, in order: the ``espeakng-loader`` wheel (``pip install
+espeakng-loader``, which bundles libespeak-ng and its data), then a system
+library (Debian: ``apt-get install libespeak-ng1 espeak-ng-data``). espeak-ng
+keeps global state, so every call here holds one lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_VOICE = "en-us"
+PAUSE_PREFIX = "_"
+"""Pause symbols start with this character (``_``, ``_:``, ``_!``...)."""
+
+# speak_lib.h constants
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+_EE_OK = 0
+
+
+class EspeakError(RuntimeError):
+    """espeak-ng is missing, or failed to initialise or to synthesize."""
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` of speak_lib.h (API revision 12)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One text spoken by espeak-ng, with its phoneme tokens and their sample spans.
+
+    ``boundaries`` has ``len(phonemes) + 1`` non-decreasing sample indices:
+    token ``i`` spans ``audio[boundaries[i]:boundaries[i + 1]]``; the first is 0
+    and the last is ``len(audio)``.
+    """
+
+    audio: np.ndarray  # float32 in [-1, 1], mono
+    sample_rate: int
+    phonemes: list[str]
+    boundaries: list[int]
+
+    def frame_durations(self, hop_length: int) -> list[int]:
+        """Mel frames per token for a centred STFT (``1 + len(audio) // hop_length`` frames in all).
+
+        Frame ``t`` is centred on sample ``t * hop_length`` and belongs to the
+        token whose span holds that sample; the durations sum to the frame count.
+        """
+        n_frames = 1 + len(self.audio) // hop_length
+        edges = [min(-(-b // hop_length), n_frames) for b in self.boundaries[:-1]] + [n_frames]
+        return [edges[i + 1] - edges[i] for i in range(len(self.phonemes))]
+
+
+class _Espeak:
+    """The loaded library, initialised once for synchronous synthesis with phoneme events."""
+
+    def __init__(self) -> None:
+        self.lib, data_dir, self.origin = _load_library()
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_Synth.restype = ctypes.c_int
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self.lib.espeak_Info.restype = ctypes.c_char_p
+        self.lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        path = data_dir.encode() if data_dir else None
+        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path, _INITIALIZE_PHONEME_EVENTS)
+        if self.sample_rate <= 0:
+            raise EspeakError(f"espeak-ng ({self.origin}) failed to initialise: is its data folder present?")
+        self.version = self.lib.espeak_Info(None).decode()
+        self.voice: str | None = None
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[str, int]] = []
+        self._callback = _Callback(self._on_synth)  # kept referenced: the library holds a raw pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_synth(self, wav, n_samples, events) -> int:
+        if wav and n_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            event = events[i]
+            if event.type == _EVENT_PHONEME:
+                self._events.append((event.id.string.decode("utf-8", "replace"), int(event.sample)))
+            i += 1
+        return 0
+
+    def synthesize(self, text: str, voice: str) -> tuple[np.ndarray, list[tuple[str, int]]]:
+        if voice != self.voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise EspeakError(f"espeak-ng has no voice {voice!r}")
+            self.voice = voice
+        self._chunks, self._events = [], []
+        data = text.encode("utf-8")
+        status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+        if status != _EE_OK:
+            raise EspeakError(f"espeak-ng failed to synthesize {text[:80]!r} (error {status})")
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+        return audio, self._events
+
+
+def _load_library() -> tuple[ctypes.CDLL, str | None, str]:
+    """(library, folder holding ``espeak-ng-data`` or None for the built-in default, description)."""
+    try:
+        import espeakng_loader
+    except ImportError:
+        espeakng_loader = None
+    if espeakng_loader is not None:
+        lib_path = espeakng_loader.get_library_path()
+        data_path = espeakng_loader.get_data_path()  # .../espeak-ng-data
+        return ctypes.CDLL(lib_path), data_path.rsplit("/espeak-ng-data", 1)[0], f"espeakng-loader: {lib_path}"
+    name = ctypes.util.find_library("espeak-ng")
+    for candidate in [name, "libespeak-ng.so.1", "libespeak-ng.dylib"]:
+        if not candidate:
+            continue
+        try:
+            return ctypes.CDLL(candidate), None, f"system library {candidate}"
+        except OSError:
+            continue
+    raise EspeakError(
+        "espeak-ng is not installed, and the phonemes frontend needs it: "
+        "`pip install espeakng-loader` (bundles libespeak-ng and its data), "
+        "or on Debian/Ubuntu `apt-get install libespeak-ng1 espeak-ng-data`"
+    )
+
+
+_lock = threading.Lock()
+_engine: _Espeak | None = None
+
+
+def _get_engine() -> _Espeak:
+    global _engine
+    if _engine is None:
+        _engine = _Espeak()
+    return _engine
+
+
+def _tokens(events: list[tuple[str, int]], n_samples: int) -> tuple[list[str], list[int]]:
+    """Phoneme events -> (tokens, boundaries) by the rules in the module docstring."""
+    phonemes: list[str] = []
+    starts: list[int] = []
+    if not events or not events[0][0].startswith(PAUSE_PREFIX):
+        phonemes.append(PAUSE_PREFIX)
+        starts.append(0)
+    for symbol, sample in events:
+        sample = min(max(sample, starts[-1] if starts else 0), n_samples)
+        if symbol.startswith(PAUSE_PREFIX) and phonemes and phonemes[-1].startswith(PAUSE_PREFIX):
+            continue  # merged into the pause before
+        phonemes.append(symbol)
+        starts.append(sample if starts else 0)
+    return phonemes, starts + [n_samples]
+
+
+def render(text: str, voice: str = DEFAULT_VOICE) -> Rendering:
+    """Speak ``text`` with espeak-ng; its audio, phoneme tokens and their sample spans."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text is empty: nothing to phonemize")
+    with _lock:
+        engine = _get_engine()
+        pcm, events = engine.synthesize(text, voice)
+        sample_rate = engine.sample_rate
+    phonemes, boundaries = _tokens(events, len(pcm))
+    return Rendering(pcm.astype(np.float32) / 32768.0, sample_rate, phonemes, boundaries)
+
+
+def phonemize(text: str, voice: str = DEFAULT_VOICE) -> list[str]:
+    """espeak-ng phoneme symbols of ``text`` (pauses included), as the demo voice was trained on.
+
+    Raises :class:`EspeakError` with the install command when espeak-ng is missing.
+    """
+    return render(text, voice).phonemes
+
+
+def espeak_info() -> dict[str, object]:
+    """Which espeak-ng is in use: ``{"version", "sample_rate", "library"}``."""
+    with _lock:
+        engine = _get_engine()
+        return {"version": engine.version, "sample_rate": engine.sample_rate, "library": engine.origin}

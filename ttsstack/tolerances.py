@@ -1,0 +1,47 @@
+"""Numerical tolerances of every parity check, in one place.
+
+Each backend's output is compared with the reference (eager PyTorch on the
+exported programs); streamed output with whole-utterance output. A check
+passes when ``max|a - b| <= atol + rtol * max|b|``, per tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Absolute and relative (to the reference's largest magnitude) error allowed."""
+
+    atol: float
+    rtol: float
+
+    def passes(self, max_abs_error: float, reference_scale: float) -> bool:
+        """Whether an error of ``max_abs_error`` against a reference of that magnitude is allowed."""
+        return max_abs_error <= self.atol + self.rtol * reference_scale
+
+
+# Same arithmetic, same library: only summation order may differ.
+STREAMING = Tolerance(atol=1e-5, rtol=0.0)
+# TorchScript runs the same ATen kernels as the reference.
+TORCHSCRIPT = Tolerance(atol=1e-5, rtol=0.0)
+# ONNX Runtime fuses and reorders float32 arithmetic.
+ONNX_CPU = Tolerance(atol=1e-4, rtol=1e-4)
+# GPU kernels (TF32 off) and Neuron's compiler (fp32 auto-cast off) reorder more.
+ACCELERATOR = Tolerance(atol=1e-3, rtol=1e-3)
+
+BACKEND_TOLERANCES: dict[str, Tolerance] = {
+    "eager": STREAMING,
+    "cpu": TORCHSCRIPT,
+    "onnx": ONNX_CPU,
+    "onnx-static": ONNX_CPU,
+    "neuron": ACCELERATOR,
+}
+
+
+def for_backend(backend: str, device: str = "cpu") -> Tolerance:
+    """The tolerance of one backend's artifacts against the reference."""
+    if device != "cpu":
+        return ACCELERATOR
+    return BACKEND_TOLERANCES.get(backend, ACCELERATOR)
