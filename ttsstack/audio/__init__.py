@@ -1,0 +1,22 @@
+"""Audio: mel analysis, the Griffin-Lim vocoder and WAV output.
+
+This package stands apart from the rest of ttsstack: it imports nothing else of
+it and takes plain parameters only (`MelSettings` is built from plain values).
+"""
+
+from .griffin_lim import GriffinLim
+from .mel import MelSettings, hz_to_mel, log_mel_spectrogram, mel_filterbank, mel_to_hz
+from .wav import UNKNOWN_SIZE, float_to_pcm16, wav_header, write_wav
+
+__all__ = [
+    "UNKNOWN_SIZE",
+    "GriffinLim",
+    "MelSettings",
+    "float_to_pcm16",
+    "hz_to_mel",
+    "log_mel_spectrogram",
+    "mel_filterbank",
+    "mel_to_hz",
+    "wav_header",
+    "write_wav",
+]
