@@ -11,6 +11,8 @@ from .network import NetworkRunner
 from .registry import BLOCKS, RegistryError
 
 FRONTEND_OUTPUT = "tokens"
+SPEED = "speed"
+"""Per-call speaking rate, float32 ``[1]``, set by the caller of ``Voice.stream`` (1.0: as trained)."""
 
 
 @dataclass
@@ -58,8 +60,11 @@ class BuildContext:
 
 
 def initial_wiring(spec: AddonSpec) -> Wiring:
-    """The tensors that exist before any block runs: the frontend's ``tokens``."""
-    return Wiring({FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend")})
+    """The tensors that exist before any block runs: the frontend's ``tokens`` and the call's ``speed``."""
+    return Wiring({
+        FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend"),
+        SPEED: TensorInfo.of(TensorSpec(shape=[1], dtype="float32"), "the call (Voice.stream speed=)"),
+    })
 
 
 def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from ..addon import AddonSpec
 from .blocks.base import Block, StackError
-from .builder import BuildContext, RuntimeOptions, build_stack
+from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend
 from .network import NetworkRunner
 from .registry import VOCODERS
@@ -21,8 +22,10 @@ class Voice:
     ``stream(text)`` yields mel chunks ``[frames, n_mels]`` (float32 numpy) as
     soon as each is decoded; ``stream_audio(text)`` yields waveform chunks as
     soon as the vocoder has them. Text is synthesized sentence by sentence,
-    one continuous stream. A Voice holds no per-utterance state: several
-    threads may stream from one Voice at once.
+    one continuous stream. Per-call settings are arguments of each call
+    (``speed``: speaking rate, 2.0 is twice as fast; durations are divided by
+    it); load-time ones are in :class:`RuntimeOptions`. A Voice holds no
+    per-utterance state: several threads may stream from one Voice at once.
     """
 
     def __init__(
@@ -61,27 +64,30 @@ class Voice:
         return self._vocoder
 
     @torch.inference_mode()
-    def _mel_tensors(self, text: str) -> Iterator[torch.Tensor]:
+    def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
+        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
+        controls = {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
         for tokens in self.frontend.pieces(text, self.max_tokens):
-            yield from self.root.stream({"tokens": tokens}, None)
+            yield from self.root.stream({"tokens": tokens, **controls}, None)
 
-    def stream(self, text: str) -> Iterator[np.ndarray]:
+    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """Mel chunks ``[frames, n_mels]`` of the whole text, in order, each as soon as it is decoded."""
-        for chunk in self._mel_tensors(text):
+        for chunk in self._mel_tensors(text, speed):
             yield chunk[0].numpy()
 
-    def synthesize(self, text: str) -> np.ndarray:
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
         """The whole mel ``[frames, n_mels]``: the concatenation of :meth:`stream`."""
-        chunks = list(self.stream(text))
+        chunks = list(self.stream(text, speed))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.audio.n_mels), np.float32)
 
-    def stream_audio(self, text: str) -> Iterator[np.ndarray]:
+    def stream_audio(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
-        yield from self.vocoder.stream(self.stream(text))
+        yield from self.vocoder.stream(self.stream(text, speed))
 
-    def synthesize_audio(self, text: str) -> np.ndarray:
+    def synthesize_audio(self, text: str, speed: float = 1.0) -> np.ndarray:
         """The whole waveform: the concatenation of :meth:`stream_audio`."""
-        chunks = list(self.stream_audio(text))
+        chunks = list(self.stream_audio(text, speed))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     def tree(self) -> list[tuple[int, Block]]:
