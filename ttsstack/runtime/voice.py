@@ -62,7 +62,7 @@ class Voice:
 
     @torch.inference_mode()
     def _mel_tensors(self, text: str) -> Iterator[torch.Tensor]:
-        for tokens in self.frontend.pieces(text, self.max_tokens):
+        for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
             yield from self.root.stream({"tokens": tokens}, None)
 
     def stream(self, text: str) -> Iterator[np.ndarray]:
