@@ -60,6 +60,22 @@ class Voice:
             self._vocoder = cls(self.spec.audio, **config)
         return self._vocoder
 
+    def warmup(self) -> None:
+        """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
+
+        TorchScript and ONNX Runtime optimise on their first calls; doing that
+        at load keeps it out of the first request's latency.
+        """
+        tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
+        with torch.inference_mode():
+            stream = self.root.stream({"tokens": tokens}, None)
+            first = next(stream, None)
+            stream.close()
+        if first is not None:
+            audio = self.vocoder.stream([first[0].numpy()])
+            next(audio, None)
+            audio.close()
+
     @torch.inference_mode()
     def _mel_tensors(self, text: str) -> Iterator[torch.Tensor]:
         for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
