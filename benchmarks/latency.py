@@ -14,8 +14,8 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
 - ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
 
 Each cell is the median of several runs after one warm-up. Peak memory is the
-process's peak resident set during the run above what it held before (Linux
-``VmHWM``, reset per run through ``/proc/self/clear_refs``). Prints a table and
+process's peak resident set during the run (Linux ``VmHWM``, reset before each
+run through ``/proc/self/clear_refs``), which includes the loaded models. Prints a table and
 the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
 """
 
@@ -34,6 +34,7 @@ import torch
 
 import ttsstack
 from ttsstack.compiler.driver import compile_addon, resolve_backends
+from ttsstack.compiler.manifest import MANIFEST_FILE
 from ttsstack.runtime import RuntimeOptions
 
 HERE = Path(__file__).resolve().parent
@@ -56,13 +57,12 @@ class Measurement:
     peak_mb: float
 
 
-def _reset_peak_rss() -> float:
-    """Reset the kernel's peak-RSS mark; return current RSS in MB."""
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark to the current RSS."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
-    return _status_mb("VmRSS")
 
 
 def _status_mb(field: str) -> float:
@@ -105,9 +105,9 @@ def measure(addon: str, system: str, voice, runner, text: str, runs: int, sample
     runner(voice, text)
     results, peaks = [], []
     for _ in range(runs):
-        base = _reset_peak_rss()
+        _reset_peak_rss()
         results.append(runner(voice, text))
-        peaks.append(_status_mb("VmHWM") - base)
+        peaks.append(_status_mb("VmHWM"))
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in results)
@@ -196,7 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one timed run, two shortest texts (a smoke run)")
     parser.add_argument("--backends", default="all", help="comma-separated backends (default: all available)")
-    parser.add_argument("--addons", nargs="*", type=Path, default=ADDONS, help="source addon folders")
+    parser.add_argument("--addons", nargs="*", type=Path, default=ADDONS, help="source or compiled addon folders")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (median)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -208,8 +208,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Measurement] = []
     for source in args.addons:
-        compiled = args.out / "compiled" / source.parent.name
-        compile_addon(source, compiled, backends, progress=False)
+        if (source / MANIFEST_FILE).is_file():
+            compiled = source  # already compiled: use its artifacts as they are
+        else:
+            compiled = args.out / "compiled" / source.parent.name
+            compile_addon(source, compiled, backends, progress=False)
         for name, voice, runner in systems(compiled, backends):
             for path in texts:
                 text = path.read_text().strip()
