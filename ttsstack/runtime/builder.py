@@ -21,11 +21,14 @@ class RuntimeOptions:
 
     ``chunk_frames`` is how many frames the upsampler and decoder emit per
     chunk after the first; ``first_chunk_frames`` is the (smaller) first chunk,
-    which sets time to first audio.
+    which sets time to first audio. ``sentence_split`` synthesizes one sentence
+    at a time (first audio after the first sentence); off, sentences are
+    packed into pieces as long as the encoders accept.
     """
 
     chunk_frames: int = 128
     first_chunk_frames: int = 32
+    sentence_split: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:

@@ -63,12 +63,26 @@ class Voice:
             self._vocoder = cls(self.spec.audio, **config)
         return self._vocoder
 
+    def warmup(self) -> None:
+        """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
+
+        TorchScript and ONNX Runtime optimise on their first calls; doing that
+        at load keeps it out of the first request's latency.
+        """
+        tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
+        with torch.inference_mode():
+            stream = self.root.stream({"tokens": tokens, **_call_controls(1.0)}, None)
+            first = next(stream, None)
+            stream.close()
+        if first is not None:
+            audio = self.vocoder.stream([first[0].numpy()])
+            next(audio, None)
+            audio.close()
+
     @torch.inference_mode()
     def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
-        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
-            raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
-        controls = {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
-        for tokens in self.frontend.pieces(text, self.max_tokens):
+        controls = _call_controls(speed)
+        for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
             yield from self.root.stream({"tokens": tokens, **controls}, None)
 
     def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
@@ -101,6 +115,13 @@ class Voice:
 
         walk(self.root, 0)
         return out
+
+
+def _call_controls(speed: float) -> dict[str, torch.Tensor]:
+    """The per-call tensors every utterance starts with besides ``tokens``: ``speed`` ``[1]``."""
+    if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
+    return {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
 
 
 def _max_tokens(spec: AddonSpec) -> int:
