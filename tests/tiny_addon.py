@@ -1,4 +1,9 @@
-"""A tiny deterministic addon for tests: the demo's structure with 8 channels and 8 mel bins."""
+"""A tiny deterministic addon for tests: the demo's structure with 8 channels and 8 mel bins.
+
+The text encoder and decoder take a validity mask (like the demo's networks)
+so that static-shape backends can pad them exactly; the duration network is
+pointwise (context 0) and needs none.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,15 @@ N_MELS = 8
 
 
 class TinyTextEncoder(nn.Module):
-    """Embedding then one conv (radius 1)."""
+    """Embedding then one conv (radius 1); padded steps are zeroed before the conv."""
 
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(len(SYMBOLS), CHANNELS)
         self.conv = nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1)
 
-    def forward(self, tokens):
-        x = self.embedding(tokens)
+    def forward(self, tokens, mask):
+        x = self.embedding(tokens) * mask.unsqueeze(-1)
         return torch.tanh(self.conv(x.transpose(1, 2))).transpose(1, 2)
 
 
@@ -39,15 +44,16 @@ class TinyDurations(nn.Module):
 
 
 class TinyDecoder(nn.Module):
-    """Two convs (radius 2) to mel bins."""
+    """Two convs (radius 2) to mel bins; padded steps are zeroed before each conv."""
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv1d(CHANNELS, CHANNELS, 3, padding=1)
         self.conv2 = nn.Conv1d(CHANNELS, N_MELS, 3, padding=1)
 
-    def forward(self, frames):
-        x = torch.relu(self.conv1(frames.transpose(1, 2)))
+    def forward(self, frames, mask):
+        keep = mask.unsqueeze(1)
+        x = torch.relu(self.conv1(frames.transpose(1, 2) * keep)) * keep
         return self.conv2(x).transpose(1, 2)
 
 
@@ -61,13 +67,16 @@ def tiny_spec(**overrides) -> dict:
         "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
             "text_encoder": {"role": "encoder", "file": "networks/text_encoder.pt2", "context": 1,
-                             "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"}},
+                             "mask": "text_mask",
+                             "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
+                                        "text_mask": {"shape": [1, "T_text"]}},
                              "outputs": {"encoded": {"shape": [1, "T_text", CHANNELS]}}},
             "duration_encoder": {"role": "encoder", "file": "networks/duration_encoder.pt2", "context": 0,
                                  "inputs": {"encoded": {"shape": [1, "T_text", CHANNELS]}},
                                  "outputs": {"durations": {"shape": [1, "T_text"]}}},
             "decoder": {"role": "decoder", "file": "networks/decoder.pt2", "context": 2,
-                        "inputs": {"frames": {"shape": [1, "T_frames", CHANNELS]}},
+                        "mask": "frames_mask",
+                        "inputs": {"frames": {"shape": [1, "T_frames", CHANNELS]}, "frames_mask": {"shape": [1, "T_frames"]}},
                         "outputs": {"mel": {"shape": [1, "T_frames", N_MELS]}}},
         },
         "dims": {"T_text": {"max": 256, "buckets": [16, 32]}, "T_frames": {"max": 4096, "buckets": [32, 64]}},
@@ -89,9 +98,9 @@ def tiny_modules() -> dict[str, nn.Module]:
 def tiny_examples() -> dict[str, dict[str, torch.Tensor]]:
     """One example input per network, for export."""
     return {
-        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 9))},
+        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 9)), "text_mask": torch.ones(1, 9)},
         "duration_encoder": {"encoded": torch.randn(1, 9, CHANNELS)},
-        "decoder": {"frames": torch.randn(1, 30, CHANNELS)},
+        "decoder": {"frames": torch.randn(1, 30, CHANNELS), "frames_mask": torch.ones(1, 30)},
     }
 
 
