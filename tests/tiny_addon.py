@@ -108,3 +108,42 @@ def build_tiny_addon(folder: Path, **overrides) -> Path:
     """Export the tiny networks into an addon folder."""
     ttsstack.write_addon(folder, tiny_spec(**overrides), tiny_modules(), tiny_examples())
     return folder
+
+
+class TinyGlobalEncoder(nn.Module):
+    """Embedding plus the mean over the real tokens: every output depends on the whole piece (unbounded).
+
+    With ``lengths`` the mean covers only the first ``lengths`` tokens, so a
+    padded run equals the unpadded one; without it, padding changes every output.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(len(SYMBOLS), CHANNELS)
+
+    def forward(self, tokens, lengths=None):
+        x = self.embedding(tokens)
+        if lengths is None:
+            return torch.tanh(x + x.mean(1, keepdim=True))
+        valid = (torch.arange(tokens.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1).to(x.dtype)
+        mean = (x * valid).sum(1, keepdim=True) / lengths.to(x.dtype).view(1, 1, 1)
+        return torch.tanh(x + mean)
+
+
+def build_global_addon(folder: Path, lengths: bool = True) -> Path:
+    """The tiny addon with an unbounded text encoder, declaring a ``lengths`` input or not."""
+    spec = tiny_spec(name="tiny-global")
+    encoder = {"role": "encoder", "file": "networks/text_encoder.pt2", "context": "unbounded",
+               "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"}},
+               "outputs": {"encoded": {"shape": [1, "T_text", CHANNELS]}}}
+    examples = tiny_examples()
+    examples["text_encoder"] = {"tokens": torch.randint(0, len(SYMBOLS), (1, 9))}
+    if lengths:
+        encoder["lengths"] = "text_lengths"
+        encoder["inputs"]["text_lengths"] = {"shape": [1], "dtype": "int64"}
+        examples["text_encoder"]["text_lengths"] = torch.tensor([9])
+    spec["networks"]["text_encoder"] = encoder
+    modules = tiny_modules()
+    modules["text_encoder"] = TinyGlobalEncoder()
+    ttsstack.write_addon(folder, spec, modules, examples)
+    return folder

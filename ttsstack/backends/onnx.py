@@ -88,6 +88,39 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
+_REGISTRIES: dict = {}
+
+
+@contextlib.contextmanager
+def _shared_torchlib_registry():
+    """Build torch.onnx's table of ATen-to-ONNX functions once per process instead of once per export.
+
+    ``torch.onnx.export`` rebuilds that table (parsing every torchlib function,
+    seconds each time) on every call, though it only reads it when no custom
+    translation table is given, which is how ttsstack calls it. The patch is
+    undone on exit and skipped when this torch has no such table.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        build = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    except (ImportError, KeyError):
+        yield
+        return
+
+    def cached(cls, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build.__func__(cls, *args, **kwargs)
+        return _REGISTRIES[key]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(cached)
+    try:
+        yield
+    finally:
+        _registration.ONNXRegistry.from_torchlib = build
+
+
 def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: Path) -> None:
     """``torch.onnx.export(dynamo=True)`` of ``model`` to ``out``, tensors named as in the spec.
 
@@ -96,7 +129,7 @@ def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: P
     """
     import onnx
 
-    with _quiet_exporter():
+    with _quiet_exporter(), _shared_torchlib_registry():
         program = torch.onnx.export(
             model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs), verbose=False
         )
