@@ -80,3 +80,30 @@ def test_exporter_registry_is_shared_only_during_export(tiny_addon, tmp_path):
                                  spec, tmp_path / name)
     assert _registration.ONNXRegistry.__dict__["from_torchlib"] is original
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def _decoder_session(tiny_compiled, backend):
+    entry = next(a for a in read_manifest(tiny_compiled).for_backend(backend) if a.network == "decoder"
+                 and a.bucket in (None, {"T_frames": 32}))
+    return load_addon(tiny_compiled).spec.networks["decoder"], onnx_backend.ort_session(tiny_compiled / entry.file, "CPUExecutionProvider")
+
+
+def test_io_binding_path_gives_the_plain_run(tiny_compiled):
+    """The CUDA path's binding code, run with host buffers (no GPU here; the CUDA provider itself is not run)."""
+    spec, session = _decoder_session(tiny_compiled, "onnx")
+    plain, bound = onnx_backend.OrtRunner(spec, session, "decoder"), onnx_backend.OrtRunner(spec, session, "decoder")
+    bound.binding_device = "cpu"
+    inputs = {"frames": torch.randn(1, 20, 8), "frames_mask": torch.ones(1, 20)}
+    assert torch.equal(bound(inputs)["mel"], plain(inputs)["mel"])
+
+
+def test_cuda_graph_runner_reuses_its_buffers(tiny_compiled):
+    """The CUDA graph path's fixed-buffer code, with host buffers (no GPU here; graphs themselves are not captured)."""
+    from ttsstack.backends.onnx_static import CudaGraphRunner
+
+    spec, session = _decoder_session(tiny_compiled, "onnx-static")
+    plain = onnx_backend.OrtRunner(spec, session, "decoder")
+    fixed = CudaGraphRunner(spec, session, {"frames": [1, 32, 8], "frames_mask": [1, 32], "mel": [1, 32, 8]}, device="cpu")
+    for seed in (0, 1):
+        inputs = {"frames": torch.randn(1, 32, 8, generator=torch.Generator().manual_seed(seed)), "frames_mask": torch.ones(1, 32)}
+        assert torch.equal(fixed(inputs)["mel"], plain(inputs)["mel"])

@@ -158,7 +158,11 @@ def ort_session(path: Path, provider: str, provider_options: dict[str, str] | No
 
 
 class OrtRunner:
-    """Runs one ONNX Runtime session on named torch tensors; on CUDA through I/O binding."""
+    """Runs one ONNX Runtime session on named torch tensors; on CUDA through I/O binding.
+
+    ``binding_device`` is where bound outputs are allocated (``"cuda"`` on the
+    CUDA provider; None runs without binding).
+    """
 
     static_lengths = None
 
@@ -166,17 +170,18 @@ class OrtRunner:
         self.spec = spec
         self.session = session
         self.provider = session.get_providers()[0]
+        self.binding_device = "cuda" if self.provider == CUDA else None
         self.output_names = list(spec.outputs)
         log.info("onnx: network '%s' runs on %s", network, self.provider)
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feeds = {name: inputs[name].detach().contiguous().numpy() for name in self.spec.inputs}
-        if self.provider == CUDA:
+        if self.binding_device:
             binding = self.session.io_binding()
             for name, array in feeds.items():
                 binding.bind_cpu_input(name, array)
             for name in self.output_names:
-                binding.bind_output(name, "cuda")
+                binding.bind_output(name, self.binding_device)
             self.session.run_with_iobinding(binding)
             outputs = binding.copy_outputs_to_cpu()
         else:

@@ -36,22 +36,22 @@ def _numpy_dtype(dtype: torch.dtype):
 class CudaGraphRunner:
     """A fixed-shape session replayed as a CUDA graph: every call reuses the same device buffers.
 
-    Inputs are copied into the bound device buffers, the graph is replayed and
-    the outputs are copied back; a lock keeps concurrent callers from sharing
-    the buffers mid-run.
+    Inputs are copied into the bound buffers on ``device``, the graph is
+    replayed and the outputs are copied back; a lock keeps concurrent callers
+    from sharing the buffers mid-run.
     """
 
     static_lengths = None
 
-    def __init__(self, spec: NetworkSpec, session, shapes: dict[str, list[int]]):
+    def __init__(self, spec: NetworkSpec, session, shapes: dict[str, list[int]], device: str = "cuda"):
         import onnxruntime
 
         self.spec = spec
         self.session = session
-        self.provider = CUDA
+        self.provider = session.get_providers()[0]
         make = onnxruntime.OrtValue.ortvalue_from_shape_and_type
         tensors = {**spec.inputs, **spec.outputs}
-        self.buffers = {name: make(shapes[name], _numpy_dtype(tensors[name].torch_dtype), "cuda", 0) for name in tensors}
+        self.buffers = {name: make(shapes[name], _numpy_dtype(tensors[name].torch_dtype), device, 0) for name in tensors}
         self.binding = session.io_binding()
         for name in spec.inputs:
             self.binding.bind_ortvalue_input(name, self.buffers[name])

@@ -110,4 +110,4 @@ class StaticDecoder(Decoder):
     """``Decoder`` on a static-shape backend: each frame window padded to a bucket, or split into bucket-sized ones."""
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
-        return run_in_buckets(self.runner, inputs, self.label)[self.config.mel]
+        return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]
