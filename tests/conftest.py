@@ -1,19 +1,40 @@
-"""Session fixtures: the tiny addon exported once, the demo addon compiled once."""
+"""Session fixtures: the tiny addon exported once, tiny and demo addons compiled once for every test backend.
+
+Where ``torch_neuronx`` is missing (any host but Inferentia/Trainium), the
+emulator in ``neuron_emulator.py`` stands in for it for the whole session, so
+the neuron backend compiles and runs everywhere; real-Neuron tests skip.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from ttsstack.compiler import compile_addon
 
+from . import neuron_emulator
 from .tiny_addon import build_tiny_addon
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ADDON = REPO / "addons" / "fastpitch-demo" / "addon"
-TEST_BACKENDS = ["cpu"]
+TEST_BACKENDS = ["cpu", "onnx", "onnx-static", "neuron"]
+REAL_NEURON = importlib.util.find_spec("torch_neuronx") is not None
+NO_NEURON = "torch-neuronx is not installed (Inferentia/Trainium hosts only); the neuron backend runs against tests/neuron_emulator.py here"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def neuron_toolchain():
+    """``torch_neuronx``: the real one where installed, else the emulator for the whole session."""
+    if REAL_NEURON:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "torch_neuronx", neuron_emulator)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,4 +72,12 @@ def tiny_copy(tiny_addon, tmp_path) -> Path:
     """A private copy of the tiny source addon that a test may break."""
     dst = tmp_path / "addon"
     shutil.copytree(tiny_addon, dst)
+    return dst
+
+
+@pytest.fixture
+def tiny_compiled_copy(tiny_compiled, tmp_path) -> Path:
+    """A private copy of the compiled tiny addon that a test may recompile or break."""
+    dst = tmp_path / "compiled"
+    shutil.copytree(tiny_compiled, dst)
     return dst

@@ -87,5 +87,5 @@ def test_written_addon_loads_and_programs_run(tiny_addon):
 
     addon = load_addon(tiny_addon)
     program = addon.load_program("decoder")
-    out = program.module()(torch.randn(1, 77, 8))
+    out = program.module()(torch.randn(1, 77, 8), torch.ones(1, 77))
     assert out.shape == (1, 77, 8)  # the dim stayed dynamic

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ttsstack.backends.cpu import CpuBackend
+from ttsstack.cli import main
 from ttsstack.compiler import CompileError, compile_addon, read_manifest
 from ttsstack.runtime.registry import BACKENDS
+
+from .conftest import TEST_BACKENDS
 
 
 def test_manifest_records_every_artifact(tiny_compiled):
@@ -25,6 +28,45 @@ def test_recompiling_an_unchanged_addon_does_nothing(tiny_addon, tmp_path):
     assert len(first.compiled) == 3
     again = compile_addon(tiny_addon, out, ["cpu"], progress=False)
     assert again.compiled == [] and len(again.reused) == 3
+
+
+def test_recompiling_for_every_backend_does_nothing(tiny_addon, tiny_compiled_copy):
+    jobs = len(read_manifest(tiny_compiled_copy).artifacts)
+    assert jobs == 3 + 3 + 6 + 6  # cpu, onnx, and one artifact per bucket on onnx-static and neuron
+    again = compile_addon(tiny_addon, tiny_compiled_copy, TEST_BACKENDS, progress=False)
+    assert again.compiled == [] and len(again.reused) == jobs
+
+
+def test_static_artifacts_record_their_exact_shapes(tiny_compiled):
+    for backend in ("onnx-static", "neuron"):
+        entry = next(a for a in read_manifest(tiny_compiled).for_backend(backend)
+                     if a.network == "text_encoder" and a.bucket == {"T_text": 32})
+        assert entry.shapes == {"tokens": [1, 32], "text_mask": [1, 32], "encoded": [1, 32, 8]}
+        assert entry.file == f"artifacts/{backend}/text_encoder.T_text32{'.onnx' if backend == 'onnx-static' else '.neuron.pt'}"
+
+
+@pytest.fixture
+def unavailable_backend():
+    @BACKENDS.register("test-missing")
+    class Missing(CpuBackend):
+        """A backend whose toolchain this host lacks."""
+
+        name = "test-missing"
+
+        @classmethod
+        def unavailable_reason(cls):
+            return "test-toolchain is not installed"
+
+    yield
+    BACKENDS.unregister("test-missing")
+
+
+def test_backend_all_compiles_every_available_backend(tiny_addon, tiny_compiled_copy, unavailable_backend, capsys):
+    assert main(["compile", str(tiny_addon), "-o", str(tiny_compiled_copy), "--backend", "all", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "--backend all: skipping test-missing: test-toolchain is not installed" in captured.err
+    assert "up to date" in captured.out  # every available backend was already compiled
+    assert read_manifest(tiny_compiled_copy).backends() == sorted(TEST_BACKENDS)
 
 
 @pytest.fixture

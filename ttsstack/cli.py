@@ -1,4 +1,4 @@
-"""The ``ttsstack`` command: compile, synthesize, inspect, serve."""
+"""The ``ttsstack`` command: compile, synthesize, inspect, parity, serve."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .audio import write_wav
 from .compiler.driver import ALL, CompileError, compile_addon
 from .compiler.manifest import MANIFEST_FILE, read_manifest
 from .loader import load
+from .parity import DEFAULT_TEXTS, check_parity
 from .runtime.builder import RuntimeOptions, plan_stack
 from .runtime.registry import BACKENDS, RegistryError
 
@@ -63,6 +64,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """Compile an addon for one or more backends."""
     names = [b for item in args.backend for b in item.split(",")]
     buckets = {k: v for item in args.buckets for k, v in item.items()}
+    if ALL in names:
+        for name in BACKENDS.names():
+            reason = BACKENDS.get(name).unavailable_reason()
+            if reason:
+                print(f"--backend all: skipping {name}: {reason}", file=sys.stderr)
     try:
         report = compile_addon(args.addon, args.output, names, buckets or None, progress=not args.quiet)
     except CompileError as exc:
@@ -101,7 +107,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.mel_out:
         np.save(args.mel_out, np.concatenate(mels).astype(np.float32))
     seconds = len(audio) / voice.sample_rate
-    print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz ({args.backend} backend)")
+    where = BACKENDS.get(args.backend)().placement
+    print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz ({args.backend} backend on {where})")
     print(
         f"load {loaded - start:.2f} s | first mel chunk {timings.get('first_mel', 0) * 1000:.0f} ms | "
         f"first audio chunk {timings.get('first_audio', 0) * 1000:.0f} ms | total {total:.2f} s | "
@@ -167,7 +174,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
     else:
         print("artifacts: none (source addon; run ttsstack compile)")
+    print("backends on this host:")
+    for name in BACKENDS.names():
+        cls = BACKENDS.get(name)
+        reason = cls.unavailable_reason()
+        print(f"  {name:12s} " + (f"unavailable: {reason}" if reason else f"runs on {cls().placement}"))
     return 0
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    """Compare every backend of a compiled addon with the eager reference; exit 1 on any failure."""
+    texts = DEFAULT_TEXTS
+    if args.texts:
+        texts = [line.strip() for line in args.texts.read_text().splitlines() if line.strip()]
+        if not texts:
+            print(f"error: {args.texts}: no text in the file (one text per line)", file=sys.stderr)
+            return 2
+    backends = [b for item in args.backends.split(",") if (b := item.strip())] if args.backends else None
+    report = check_parity(args.compiled, backends, texts)
+    print(report.table())
+    return 0 if report.passed else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,9 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("inspect", help="show an addon's networks, dims, blocks and artifacts")
+    p = sub.add_parser("inspect", help="show an addon's networks, dims, blocks, artifacts and this host's backends")
     p.add_argument("addon", type=Path)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("parity", help="compare every backend of a compiled addon with the eager reference")
+    p.add_argument("compiled", type=Path, help="compiled addon folder (with manifest.yaml)")
+    p.add_argument("--backends", default=None, metavar="B,B,...",
+                   help="backends to check (default: every compiled backend available on this host)")
+    p.add_argument("--texts", type=Path, default=None, metavar="FILE",
+                   help="texts to synthesize, one per line (default: a short, a medium and a long sentence)")
+    p.set_defaults(func=cmd_parity)
     return parser
 
 

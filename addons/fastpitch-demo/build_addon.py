@@ -38,18 +38,21 @@ def addon_spec(channels: int, frontend: dict | None = None) -> dict:
         "frontend": frontend or {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
             "text_encoder": {
-                "role": "encoder", "file": "networks/text_encoder.pt2", "context": 6,
-                "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"}},
+                "role": "encoder", "file": "networks/text_encoder.pt2", "context": 6, "mask": "text_mask",
+                "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
+                           "text_mask": {"shape": [1, "T_text"], "dtype": "float32"}},
                 "outputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"}},
             },
             "duration_encoder": {
-                "role": "encoder", "file": "networks/duration_encoder.pt2", "context": 2,
-                "inputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"}},
+                "role": "encoder", "file": "networks/duration_encoder.pt2", "context": 2, "mask": "text_mask",
+                "inputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"},
+                           "text_mask": {"shape": [1, "T_text"], "dtype": "float32"}},
                 "outputs": {"durations": {"shape": [1, "T_text"], "dtype": "float32"}},
             },
             "decoder": {
-                "role": "decoder", "file": "networks/decoder.pt2", "context": 8,
-                "inputs": {"frames": {"shape": [1, "T_frames", channels], "dtype": "float32"}},
+                "role": "decoder", "file": "networks/decoder.pt2", "context": 8, "mask": "frames_mask",
+                "inputs": {"frames": {"shape": [1, "T_frames", channels], "dtype": "float32"},
+                           "frames_mask": {"shape": [1, "T_frames"], "dtype": "float32"}},
                 "outputs": {"mel": {"shape": [1, "T_frames", N_MELS], "dtype": "float32"}},
             },
         },
@@ -82,9 +85,9 @@ def main() -> None:
         print(f"created seeded weights {args.weights}")
     channels = model.decoder.proj.in_features
     examples = {
-        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 17))},
-        "duration_encoder": {"encoded": torch.randn(1, 17, channels)},
-        "decoder": {"frames": torch.randn(1, 45, channels)},
+        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 17)), "text_mask": torch.ones(1, 17)},
+        "duration_encoder": {"encoded": torch.randn(1, 17, channels), "text_mask": torch.ones(1, 17)},
+        "decoder": {"frames": torch.randn(1, 45, channels), "frames_mask": torch.ones(1, 45)},
     }
     modules = {"text_encoder": model.text_encoder, "duration_encoder": model.duration_encoder, "decoder": model.decoder}
     ttsstack.write_addon(args.out, addon_spec(channels), modules, examples)

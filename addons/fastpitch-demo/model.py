@@ -10,7 +10,11 @@ streaming possible):
 - ``Decoder``: upsampled ``frames`` ``[1, T_frames, C]`` -> ``mel`` ``[1, T_frames, n_mels]``
 
 The receptive radius of each network is ``layers * (kernel_size // 2)``; the
-addon declares it as the network's ``context``.
+addon declares it as the network's ``context``. Each network also takes an
+optional validity ``mask`` ``[B, T]`` (1 for real steps, 0 for padding) and
+zeroes padded steps before every convolution, so a padded run gives exactly
+the unpadded run's outputs on the real steps (what static-shape backends
+need); without a mask every step is real.
 """
 
 from __future__ import annotations
@@ -44,8 +48,14 @@ class ConvStack(nn.Module):
         self.blocks = nn.Sequential(*[ConvBlock(channels, kernel_size) for _ in range(layers)])
         self.radius = layers * (kernel_size // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            return self.blocks(x)
+        keep = mask.unsqueeze(-1).to(x.dtype)
+        x = x * keep
+        for block in self.blocks:
+            x = block(x) * keep
+        return x
 
 
 class TextEncoder(nn.Module):
@@ -56,8 +66,8 @@ class TextEncoder(nn.Module):
         self.embedding = nn.Embedding(n_symbols, channels)
         self.convs = ConvStack(channels, kernel_size=5, layers=3)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.embedding(tokens))
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.convs(self.embedding(tokens), mask)
 
 
 class DurationEncoder(nn.Module):
@@ -68,8 +78,8 @@ class DurationEncoder(nn.Module):
         self.convs = ConvStack(channels, kernel_size=3, layers=2)
         self.proj = nn.Linear(channels, 1)
 
-    def forward(self, encoded: torch.Tensor) -> torch.Tensor:
-        logits = self.proj(self.convs(encoded)).squeeze(-1)
+    def forward(self, encoded: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.proj(self.convs(encoded, mask)).squeeze(-1)
         span = MAX_FRAMES_PER_SYMBOL - MIN_FRAMES_PER_SYMBOL
         return MIN_FRAMES_PER_SYMBOL + span * torch.sigmoid(logits)
 
@@ -82,8 +92,8 @@ class Decoder(nn.Module):
         self.convs = ConvStack(channels, kernel_size=5, layers=4)
         self.proj = nn.Linear(channels, n_mels)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.convs(frames))
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.proj(self.convs(frames, mask))
 
 
 class FastPitchDemo(nn.Module):

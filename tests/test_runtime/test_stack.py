@@ -28,7 +28,7 @@ def _stack(sequence=None, streams=None):
 def _load_with_stack(folder, stack, backend="cpu"):
     data = yaml.safe_load((folder / "addon.yaml").read_text())
     data["stack"] = stack
-    (folder / "addon.yaml").write_text(yaml.safe_dump(data))
+    (folder / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))  # input order is positional
     return ttsstack.load(folder, backend=backend, compile_if_needed=False)
 
 

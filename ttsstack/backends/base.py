@@ -106,6 +106,11 @@ class Backend(ABC):
         """Where the runner computes ("cpu", "cuda", "neuron"); parity tolerances depend on it."""
         return "cpu"
 
+    @property
+    def placement(self) -> str:
+        """Where the artifacts run on this host, in words (shown by inspect, synthesize and parity)."""
+        return self.device
+
 
 class ModuleRunner:
     """Runs a callable taking the spec's inputs positionally and returning its outputs in spec order."""

@@ -25,6 +25,10 @@ class CpuBackend(Backend):
     name = "cpu"
     suffix = ".ts"
 
+    @property
+    def placement(self) -> str:
+        return "TorchScript on the CPU"
+
     def toolchain(self) -> dict[str, str]:
         return {"torch": torch.__version__.split("+")[0]}
 

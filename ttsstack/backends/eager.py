@@ -16,6 +16,10 @@ class EagerBackend(Backend):
 
     name = "eager"
 
+    @property
+    def placement(self) -> str:
+        return "PyTorch eager on the CPU"
+
     def toolchain(self) -> dict[str, str]:
         return {"torch": torch.__version__}
 

@@ -116,6 +116,20 @@ def _shapes(spec, bucket) -> dict[str, list[int | str]]:
     }
 
 
+def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> list[tuple[str, Backend, dict | None]]:
+    """Every (network, backend, bucket) to compile; a network a backend refuses is a failed job."""
+    jobs = []
+    for backend in targets:
+        for net in spec.networks:
+            try:
+                buckets = backend.buckets(spec.networks[net], spec.dims)
+            except BackendError as exc:
+                report.failed[f"{net} [{backend.name}]"] = str(exc)
+                continue
+            jobs.extend((net, backend, bucket) for bucket in buckets)
+    return jobs
+
+
 def compile_addon(
     source: str | Path,
     out: str | Path,
@@ -136,8 +150,8 @@ def compile_addon(
     previous = _previous(out)
     programs = _copy_sources(addon, spec, out)
     compiled = Addon(out, spec)
-    jobs = [(net, be, bucket) for be in targets for net in spec.networks for bucket in be.buckets(spec.networks[net], spec.dims)]
     report = CompileReport()
+    jobs = _jobs(spec, targets, report)
     names = {b.name for b in targets}
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}

@@ -43,7 +43,7 @@ class Voice:
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, runners, variants or {}, self.options)
         self.root, self.output = build_stack(ctx)
-        self.max_tokens = _max_tokens(spec)
+        self.max_tokens = _max_tokens(spec, self.runners)
         self._vocoder = None
 
     @property
@@ -124,12 +124,18 @@ def _call_controls(speed: float) -> dict[str, torch.Tensor]:
     return {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
 
 
-def _max_tokens(spec: AddonSpec) -> int:
-    """The longest token piece every encoder accepts: the smallest ``max`` of their named dims."""
-    maxes = [
-        spec.dims[d].max
-        for net in spec.networks_with_role("encoder").values()
-        for t in net.data_inputs.values()
-        for _, d in t.named_dims
-    ]
-    return min(maxes) if maxes else 1 << 31
+def _max_tokens(spec: AddonSpec, runners: Mapping[str, NetworkRunner]) -> int:
+    """The longest token piece every encoder accepts: the smallest ``max`` of their named dims.
+
+    An unbounded encoder on a static-shape backend runs on one padded bucket,
+    so its largest bucket is the limit too (longer text is split into pieces).
+    """
+    limits = []
+    for name, net in spec.networks_with_role("encoder").items():
+        static = runners[name].static_lengths or {}
+        for tensor in net.data_inputs.values():
+            for _, dim in tensor.named_dims:
+                limits.append(spec.dims[dim].max)
+                if not net.bounded and static.get(dim):
+                    limits.append(static[dim][-1])
+    return min(limits) if limits else 1 << 31

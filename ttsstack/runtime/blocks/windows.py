@@ -9,11 +9,12 @@ emitting each output chunk as soon as its right context has arrived.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
-Window = Callable[[torch.Tensor, int, int], torch.Tensor]
+Out = TypeVar("Out")
+Window = Callable[[torch.Tensor, int, int], Out]
 
 
 def chunk_sizes(first: int, rest: int) -> Iterator[int]:
@@ -24,8 +25,8 @@ def chunk_sizes(first: int, rest: int) -> Iterator[int]:
 
 
 def stream_windows(
-    upstream: Iterator[torch.Tensor], run: Window, context: int, sizes: Iterator[int], axis: int = 1
-) -> Iterator[torch.Tensor]:
+    upstream: Iterator[torch.Tensor], run: Window[Out], context: int, sizes: Iterator[int], axis: int = 1
+) -> Iterator[Out]:
     """Yield ``run`` applied to overlapping windows of ``upstream``, cropped to the new steps.
 
     ``run(window, left, count)`` gets a window along ``axis`` and returns the

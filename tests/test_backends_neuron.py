@@ -1,0 +1,69 @@
+"""The neuron backend: per-bucket traces that refuse other shapes; real Neuron runs only on Neuron hosts."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import ttsstack
+from ttsstack.backends import BackendError
+from ttsstack.backends.neuron import NeuronBackend
+from ttsstack.compiler import compile_addon, read_manifest
+from ttsstack.parity import check_parity
+
+from .conftest import NO_NEURON, REAL_NEURON
+from .neuron_emulator import trace
+
+
+def test_one_artifact_per_bucket_with_the_toolchain(tiny_compiled):
+    entries = read_manifest(tiny_compiled).for_backend("neuron")
+    assert sorted((a.network, a.bucket[next(iter(a.bucket))]) for a in entries) == [
+        ("decoder", 32), ("decoder", 64), ("duration_encoder", 16), ("duration_encoder", 32),
+        ("text_encoder", 16), ("text_encoder", 32)]
+    assert all(set(a.toolchain) >= {"torch", "torch-neuronx"} for a in entries)
+    assert not list((tiny_compiled / "artifacts" / "neuron").glob("*.workdir"))  # compiler workdirs cleaned up
+
+
+def test_emulator_refuses_untraced_shapes():
+    module = torch.nn.Linear(4, 2)
+    traced = trace(module, (torch.zeros(1, 3, 4),))
+    assert traced(torch.ones(1, 3, 4)).shape == (1, 3, 2)
+    with pytest.raises(torch.jit.Error, match=r"input 0 has shape \[1, 5, 4\], but the model was traced for \[1, 3, 4\]"):
+        traced(torch.ones(1, 5, 4))
+
+
+def test_saved_artifact_refuses_other_shapes_after_load(tiny_compiled):
+    entry = next(a for a in read_manifest(tiny_compiled).for_backend("neuron") if a.bucket == {"T_text": 16}
+                 and a.network == "text_encoder")
+    module = torch.jit.load(str(tiny_compiled / entry.file))
+    assert module(torch.zeros(1, 16, dtype=torch.int64), torch.ones(1, 16)).shape == (1, 16, 8)
+    with pytest.raises(torch.jit.Error, match="traced for"):
+        module(torch.zeros(1, 17, dtype=torch.int64), torch.ones(1, 17))
+
+
+def test_trace_failure_names_the_kept_workdir(tiny_addon, tmp_path, monkeypatch):
+    import torch_neuronx
+
+    def failing(module, example_inputs, compiler_workdir=None):
+        raise RuntimeError("neuronx-cc: unsupported operator")
+
+    monkeypatch.setattr(torch_neuronx, "trace", failing)
+    with pytest.raises(Exception, match=r"decoder \[neuron \{'T_frames': 32\}\]: BackendError: torch_neuronx.trace failed "
+                                        r"\(compiler logs kept in .*decoder.T_frames32.neuron.pt.workdir\)"):
+        compile_addon(tiny_addon, tmp_path / "out", ["neuron"], progress=False)
+
+
+def test_missing_torch_neuronx_makes_the_backend_unavailable(tiny_compiled, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch_neuronx", None)  # import fails
+    reason = NeuronBackend.unavailable_reason()
+    assert "torch-neuronx is not installed" in reason and "pip.repos.neuron.amazonaws.com" in reason
+    with pytest.raises(BackendError, match="backend 'neuron' is not available on this host: torch-neuronx is not installed"):
+        ttsstack.load(tiny_compiled, backend="neuron")
+
+
+@pytest.mark.skipif(not REAL_NEURON, reason=NO_NEURON)
+def test_real_neuron_matches_the_reference(tiny_compiled):
+    report = check_parity(tiny_compiled, ["neuron"])
+    assert report.passed, report.table()

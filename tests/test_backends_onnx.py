@@ -1,0 +1,109 @@
+"""The onnx backend: named dynamic axes, the provider choice, the toolchain in the manifest."""
+
+from __future__ import annotations
+
+import sys
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+import ttsstack
+from ttsstack.addon import load_addon
+from ttsstack.backends import onnx as onnx_backend
+from ttsstack.backends.base import ModuleRunner, example_inputs
+from ttsstack.cli import main
+from ttsstack.compiler import read_manifest
+from ttsstack.tolerances import ONNX_CPU
+
+
+def test_artifacts_keep_the_named_dims_dynamic(tiny_compiled):
+    entry = next(a for a in read_manifest(tiny_compiled).for_backend("onnx") if a.network == "decoder")
+    graph = onnx.load(str(tiny_compiled / entry.file)).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in [*graph.input, *graph.output]}
+    assert dims == {"frames": [1, "T_frames", 8], "frames_mask": [1, "T_frames"], "mel": [1, "T_frames", 8]}
+
+
+@pytest.mark.parametrize("length", [1, 40, 300])
+def test_onnx_reproduces_the_programs_at_any_length(demo_compiled, length):
+    addon = load_addon(demo_compiled)
+    voice = ttsstack.load(demo_compiled, backend="onnx")
+    for name, spec in addon.spec.networks.items():
+        reference = ModuleRunner(spec, addon.load_program(name).module())
+        inputs = example_inputs(spec, {"T_text": length, "T_frames": length}, seed=length)
+        with torch.inference_mode():
+            want, got = reference(inputs), voice.runners[name](inputs)
+        for out in spec.outputs:
+            error = (got[out] - want[out]).abs().max().item()
+            assert ONNX_CPU.passes(error, want[out].abs().max().item()), (name, length, error)
+
+
+def test_manifest_records_the_onnx_toolchain(tiny_compiled):
+    for backend in ("onnx", "onnx-static"):
+        for entry in read_manifest(tiny_compiled).for_backend(backend):
+            assert set(entry.toolchain) == {"torch", "onnx", "onnxscript", "onnxruntime"}
+            assert entry.toolchain["onnxruntime"] == onnxruntime.__version__
+
+
+def test_cpu_provider_is_chosen_and_said_without_a_gpu(tiny_compiled, capsys):
+    voice = ttsstack.load(tiny_compiled, backend="onnx")
+    if onnx_backend.gpu_present():
+        pytest.skip("this host has a GPU")
+    assert {r.provider for r in voice.runners.values()} == {"CPUExecutionProvider"}
+    assert main(["inspect", str(tiny_compiled)]) == 0
+    assert "onnx         runs on ONNX Runtime CPUExecutionProvider" in capsys.readouterr().out
+
+
+def test_cuda_provider_is_preferred_when_installed_and_a_gpu_is_present(monkeypatch):
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_backend, "gpu_present", lambda: True)
+    assert onnx_backend.preferred_provider() == "CUDAExecutionProvider"
+    assert onnx_backend.OnnxBackend().device == "cuda"
+    monkeypatch.setattr(onnx_backend, "gpu_present", lambda: False)
+    assert onnx_backend.preferred_provider() == "CPUExecutionProvider"
+
+
+def test_missing_onnxruntime_makes_the_backend_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
+    assert "onnxruntime is not installed; pip install 'ttsstack[onnx]'" in onnx_backend.OnnxBackend.unavailable_reason()
+
+
+def test_exporter_registry_is_shared_only_during_export(tiny_addon, tmp_path):
+    from torch.onnx._internal.exporter import _registration
+
+    original = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    addon = load_addon(tiny_addon)
+    spec = addon.spec.networks["duration_encoder"]
+    for name in ("a.onnx", "b.onnx"):
+        onnx_backend.export_onnx(addon.load_program("duration_encoder"), tuple(example_inputs(spec, {"T_text": 5}).values()),
+                                 spec, tmp_path / name)
+    assert _registration.ONNXRegistry.__dict__["from_torchlib"] is original
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def _decoder_session(tiny_compiled, backend):
+    entry = next(a for a in read_manifest(tiny_compiled).for_backend(backend) if a.network == "decoder"
+                 and a.bucket in (None, {"T_frames": 32}))
+    return load_addon(tiny_compiled).spec.networks["decoder"], onnx_backend.ort_session(tiny_compiled / entry.file, "CPUExecutionProvider")
+
+
+def test_io_binding_path_gives_the_plain_run(tiny_compiled):
+    """The CUDA path's binding code, run with host buffers (no GPU here; the CUDA provider itself is not run)."""
+    spec, session = _decoder_session(tiny_compiled, "onnx")
+    plain, bound = onnx_backend.OrtRunner(spec, session, "decoder"), onnx_backend.OrtRunner(spec, session, "decoder")
+    bound.binding_device = "cpu"
+    inputs = {"frames": torch.randn(1, 20, 8), "frames_mask": torch.ones(1, 20)}
+    assert torch.equal(bound(inputs)["mel"], plain(inputs)["mel"])
+
+
+def test_cuda_graph_runner_reuses_its_buffers(tiny_compiled):
+    """The CUDA graph path's fixed-buffer code, with host buffers (no GPU here; graphs themselves are not captured)."""
+    from ttsstack.backends.onnx_static import CudaGraphRunner
+
+    spec, session = _decoder_session(tiny_compiled, "onnx-static")
+    plain = onnx_backend.OrtRunner(spec, session, "decoder")
+    fixed = CudaGraphRunner(spec, session, {"frames": [1, 32, 8], "frames_mask": [1, 32], "mel": [1, 32, 8]}, device="cpu")
+    for seed in (0, 1):
+        inputs = {"frames": torch.randn(1, 32, 8, generator=torch.Generator().manual_seed(seed)), "frames_mask": torch.ones(1, 32)}
+        assert torch.equal(fixed(inputs)["mel"], plain(inputs)["mel"])

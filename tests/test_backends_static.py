@@ -1,0 +1,170 @@
+"""Static-shape backends: padding never leaks, wrong shapes are refused, unpaddable networks fail to compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+import pytest
+import torch
+
+import ttsstack
+from ttsstack.addon import load_addon, parse_spec
+from ttsstack.backends import BackendError
+from ttsstack.backends.onnx_static import OnnxStaticBackend
+from ttsstack.compiler import CompileError, compile_addon, read_manifest
+from ttsstack.runtime.builder import BuildContext
+from ttsstack.runtime.registry import BACKENDS
+from ttsstack.tolerances import for_backend
+
+from .tiny_addon import SYMBOLS, build_global_addon, tiny_spec
+
+STATIC = ["onnx-static", "neuron"]
+# tiny buckets: T_text [16, 32], T_frames [32, 64]; one under, at and over each, and past the largest
+BOUNDARIES = {"T_text": [1, 15, 16, 17, 31, 32, 33, 70], "T_frames": [5, 31, 32, 33, 63, 64, 65, 150]}
+
+
+def _network_block(folder, backend: str, network: str):
+    voice = ttsstack.load(folder, backend=backend)
+    ctx = BuildContext(voice.spec, voice.runners, BACKENDS.get(backend).block_variants)
+    return ctx.build({"type": "Network", "network": network}, f"test.{network}")
+
+
+def _data(spec, length: int, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    inputs = {}
+    for name, tensor in spec.data_inputs.items():
+        shape = [length if isinstance(d, str) else d for d in tensor.shape]
+        if tensor.dtype == "int64":
+            inputs[name] = torch.randint(1, len(SYMBOLS), shape, generator=gen)
+        else:
+            inputs[name] = torch.randn(shape, generator=gen)
+    return inputs
+
+
+@pytest.mark.parametrize("backend", STATIC)
+@pytest.mark.parametrize("network", ["text_encoder", "duration_encoder", "decoder"])
+def test_static_network_equals_dynamic_around_every_bucket_boundary(tiny_compiled, backend, network):
+    static, dynamic = _network_block(tiny_compiled, backend, network), _network_block(tiny_compiled, "onnx", network)
+    dim = next(d for t in static.spec.inputs.values() for _, d in t.named_dims)
+    tol = for_backend(backend)
+    for length in BOUNDARIES[dim]:
+        inputs = _data(static.spec, length, seed=length)
+        with torch.inference_mode():
+            got, want = static.call(inputs), dynamic.call(inputs)
+        for name in want:
+            assert got[name].shape == want[name].shape, (network, length)
+            error = (got[name] - want[name]).abs().max().item()
+            assert tol.passes(error, want[name].abs().max().item()), (network, length, error)
+
+
+@pytest.mark.parametrize("backend", STATIC)
+def test_streamed_static_voice_equals_dynamic_voice(tiny_compiled, backend):
+    static, dynamic = ttsstack.load(tiny_compiled, backend=backend), ttsstack.load(tiny_compiled, backend="onnx")
+    tol = for_backend(backend)
+    for tokens in BOUNDARIES["T_text"]:
+        text = ("abcdefghij" * 10)[:tokens]
+        got, want = static.synthesize(text), dynamic.synthesize(text)
+        assert got.shape == want.shape, tokens
+        assert tol.passes(float(np.abs(got - want).max()), float(np.abs(want).max())), tokens
+
+
+def test_onnx_runtime_rejects_any_other_shape(tiny_compiled):
+    entry = next(a for a in read_manifest(tiny_compiled).for_backend("onnx-static") if a.network == "decoder")
+    assert entry.bucket == {"T_frames": 32} and entry.shapes["frames"] == [1, 32, 8]
+    session = onnxruntime.InferenceSession(str(tiny_compiled / entry.file), providers=["CPUExecutionProvider"])
+    fits = {"frames": np.zeros((1, 32, 8), np.float32), "frames_mask": np.ones((1, 32), np.float32)}
+    assert session.run(None, fits)[0].shape == (1, 32, 8)
+    wrong = {"frames": np.zeros((1, 33, 8), np.float32), "frames_mask": np.ones((1, 33), np.float32)}
+    with pytest.raises(InvalidArgument, match=r"(?s)Got invalid dimensions for input: frames.*Got: 33 Expected: 32"):
+        session.run(None, wrong)
+
+
+@pytest.mark.parametrize("backend", STATIC)
+def test_runner_refuses_a_size_that_is_no_bucket(tiny_compiled, backend):
+    runner = ttsstack.load(tiny_compiled, backend=backend).runners["decoder"]
+    assert runner.static_lengths == {"T_frames": [32, 64]}
+    inputs = {"frames": torch.zeros(1, 40, 8), "frames_mask": torch.ones(1, 40)}
+    with pytest.raises(BackendError, match=rf"network 'decoder' on backend '{backend}': input 'frames' has T_frames=40, "
+                                           r"but the compiled artifacts accept only T_frames in \[32, 64\]"):
+        runner(inputs)
+
+
+def test_buckets_override_drives_the_static_artifacts(tiny_addon, tmp_path):
+    out = tmp_path / "out"
+    compile_addon(tiny_addon, out, ["neuron"], buckets={"T_text": [8, 24, 48]}, progress=False)
+    entries = read_manifest(out).for_backend("neuron")
+    assert sorted(a.bucket["T_text"] for a in entries if a.network == "text_encoder") == [8, 24, 48]
+    assert load_addon(out).spec.dims["T_text"].buckets == [8, 24, 48]
+    voice = ttsstack.load(out, backend="neuron")
+    assert voice.runners["duration_encoder"].static_lengths == {"T_text": [8, 24, 48]}
+
+
+def _unpaddable(**network):
+    spec = tiny_spec()
+    spec["networks"]["text_encoder"].update(network)
+    return parse_spec(spec)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"context": "unbounded", "mask": None},
+     r"context unbounded and no mask or lengths input: static backend 'onnx-static' pads pieces to a T_text bucket, "
+     r"and padding would change every output; declare `mask: INPUT`.*or `lengths: INPUT`"),
+    ({"mask": None}, r"context 1 and no mask or lengths input.*would change the outputs within 1 steps of a piece's end"),
+])
+def test_network_that_padding_would_change_is_refused(change, message):
+    spec = _unpaddable(**change)
+    with pytest.raises(BackendError, match=message):
+        OnnxStaticBackend().buckets(spec.networks["text_encoder"], spec.dims)
+
+
+def test_pointwise_network_needs_no_mask():
+    spec = parse_spec(tiny_spec())
+    assert OnnxStaticBackend().buckets(spec.networks["duration_encoder"], spec.dims) == [{"T_text": 16}, {"T_text": 32}]
+
+
+def test_dim_without_buckets_is_refused():
+    spec = tiny_spec()
+    spec["dims"]["T_frames"] = {"max": 4096}
+    parsed = parse_spec(spec)
+    with pytest.raises(BackendError, match=r"dim 'T_frames' has no buckets.*--buckets T_frames="):
+        OnnxStaticBackend().buckets(parsed.networks["decoder"], parsed.dims)
+
+
+def test_unpaddable_network_fails_to_compile_and_the_rest_is_written(tmp_path):
+    addon = build_global_addon(tmp_path / "addon", lengths=False)
+    out = tmp_path / "out"
+    with pytest.raises(CompileError, match=r"text_encoder \[neuron\]: context unbounded and no mask or lengths input"):
+        compile_addon(addon, out, ["cpu", "neuron"], progress=False)
+    manifest = read_manifest(out)
+    assert len(manifest.for_backend("cpu")) == 3
+    assert {a.network for a in manifest.for_backend("neuron")} == {"duration_encoder", "decoder"}
+
+
+@pytest.fixture(scope="module")
+def global_compiled(tmp_path_factory):
+    """The tiny addon with an unbounded, ``lengths``-declaring text encoder, compiled for neuron (eager is the reference)."""
+    folder = tmp_path_factory.mktemp("global")
+    compile_addon(build_global_addon(folder / "addon"), folder / "out", ["neuron"], progress=False)
+    return folder / "out"
+
+
+def test_unbounded_encoder_is_padded_whole_with_its_lengths_set(global_compiled):
+    static, reference = _network_block(global_compiled, "neuron", "text_encoder"), _network_block(global_compiled, "eager", "text_encoder")
+    for length in [1, 15, 16, 17, 31, 32]:
+        inputs = _data(static.spec, length, seed=length)
+        with torch.inference_mode():
+            got, want = static.call(inputs)["encoded"], reference.call(inputs)["encoded"]
+        assert got.shape == want.shape and (got - want).abs().max().item() <= 1e-5, length
+    with pytest.raises(BackendError, match=r"text_encoder.*33 steps along T_text exceed the largest bucket \(32\)"):
+        static.call(_data(static.spec, 33, seed=0))
+
+
+def test_text_is_split_to_the_largest_bucket_for_an_unbounded_static_encoder(global_compiled):
+    static, dynamic = ttsstack.load(global_compiled, backend="neuron"), ttsstack.load(global_compiled, backend="eager")
+    assert (static.max_tokens, dynamic.max_tokens) == (32, 256)
+    text = "a long sentence of many words that is much longer than thirty two tokens, to be split"
+    assert all(p.shape[1] <= 32 for p in static.frontend.pieces(text, static.max_tokens))
+    dynamic.max_tokens = static.max_tokens  # the same pieces, run unpadded
+    got, want = static.synthesize(text), dynamic.synthesize(text)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5

@@ -1,0 +1,93 @@
+"""The ``neuron`` backend: ``torch_neuronx.trace`` per bucket for AWS Inferentia2/Trainium, saved TorchScript.
+
+Compile traces each network once per bucket with
+``torch_neuronx.trace(module, example_inputs, compiler_workdir=...)``, which
+runs the Neuron compiler (neuronx-cc) on the bucket's fixed shapes, and saves
+the result with ``torch.jit.save``. A compiler failure keeps its work
+directory (``<artifact>.workdir``, with neuronx-cc's logs) and names it.
+
+Loading imports ``torch_neuronx`` (which registers the Neuron operators) and
+``torch.jit.load``s each artifact; the Neuron runtime places a model on the
+NeuronCores the process may see at its first call. Placement follows the
+Neuron runtime's own settings, read when the first model loads:
+
+- ``NEURON_RT_VISIBLE_CORES=0-1``: the NeuronCores this process may use (one
+  process per core range is the usual way to serve several voices);
+- ``NEURON_RT_NUM_CORES=N``: ask for N free cores instead of naming them;
+- ``NEURON_RT_LOG_LEVEL=INFO``: runtime logs, including where models land.
+
+``torch-neuronx`` exists only on Neuron hosts, installed from the Neuron
+package repository (see the README, "Backends"); elsewhere this backend is
+unavailable, and the test suite runs it against an emulator of ``trace``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+
+import torch
+
+from ..addon import NetworkSpec
+from ..runtime.registry import BACKENDS
+from .base import Artifact, BackendError, ModuleRunner, example_inputs, package_version
+from .static import StaticBackend
+
+INSTALL_HINT = (
+    "install it on an Inferentia2/Trainium host from the Neuron repository: "
+    "pip install torch-neuronx neuronx-cc --extra-index-url=https://pip.repos.neuron.amazonaws.com"
+)
+
+
+def _torch_neuronx():
+    return importlib.import_module("torch_neuronx")
+
+
+@BACKENDS.register("neuron")
+class NeuronBackend(StaticBackend):
+    """One ``torch_neuronx.trace`` artifact per network per bucket, loaded with ``torch.jit.load``."""
+
+    name = "neuron"
+    suffix = ".neuron.pt"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            _torch_neuronx()
+        except ImportError:
+            return f"torch-neuronx is not installed; {INSTALL_HINT}"
+        return None
+
+    def toolchain(self) -> dict[str, str]:
+        versions = {
+            "torch": torch.__version__.split("+")[0],
+            "torch-neuronx": getattr(_torch_neuronx(), "__version__", None) or package_version("torch-neuronx") or "unknown",
+        }
+        compiler = package_version("neuronx-cc")
+        if compiler:
+            versions["neuronx-cc"] = compiler
+        return versions
+
+    @property
+    def device(self) -> str:
+        return "neuron"
+
+    @property
+    def placement(self) -> str:
+        cores = os.environ.get("NEURON_RT_VISIBLE_CORES") or os.environ.get("NEURON_RT_NUM_CORES")
+        return f"NeuronCores {cores}" if cores else "NeuronCores (all visible to the process)"
+
+    def compile(self, program, spec, dims, bucket, out) -> None:
+        workdir = out.parent / f"{out.name}.workdir"
+        args = tuple(example_inputs(spec, bucket).values())
+        try:
+            traced = _torch_neuronx().trace(program.module(), args, compiler_workdir=str(workdir))
+        except Exception as exc:
+            raise BackendError(f"torch_neuronx.trace failed (compiler logs kept in {workdir}): {exc}") from exc
+        torch.jit.save(traced, str(out))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact) -> ModuleRunner:
+        _torch_neuronx()  # registers the Neuron operators the saved TorchScript calls
+        return ModuleRunner(spec, torch.jit.load(str(artifact.path)))

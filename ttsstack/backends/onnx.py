@@ -1,0 +1,229 @@
+"""The ``onnx`` backend: ONNX with dynamic axes, run by ONNX Runtime on the CUDA or the CPU execution provider.
+
+Compile exports the exported program itself with ``torch.onnx.export(...,
+dynamo=True)``, which keeps its dims symbolic; the symbolic axes are then
+renamed after the addon's named dims (``T_text``, ``T_frames``), so the ONNX
+file reads like ``addon.yaml``. Artifacts are single files (weights inside).
+
+At run time the CUDA execution provider is used when the installed
+onnxruntime has it (``pip install 'ttsstack[gpu]'``) and the host has a GPU,
+else the CPU one; the choice is logged, shown by ``ttsstack inspect`` and
+``ttsstack synthesize``, and read back from each session (ONNX Runtime falls
+back to the CPU when the CUDA provider fails to start). On CUDA, inputs and
+outputs go through I/O binding: one copy to the device and one back per
+network call, outputs allocated on the device by ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..addon import NetworkSpec
+from ..runtime.registry import BACKENDS
+from .base import Backend, BackendError, NetworkArtifacts, example_inputs
+from .cpu import TRACE_LENGTH
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+REQUIRED = ("onnxruntime", "onnx", "onnxscript")
+INSTALL_HINT = "pip install 'ttsstack[onnx]' (or 'ttsstack[gpu]' on CUDA hosts)"
+
+
+def onnx_unavailable_reason() -> str | None:
+    """Why ONNX export or ONNX Runtime cannot be used here, or None."""
+    for module in REQUIRED:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"{module} is not installed; {INSTALL_HINT}"
+    return None
+
+
+def onnx_toolchain() -> dict[str, str]:
+    """Versions of torch, onnx, onnxscript (the exporter) and onnxruntime (validation)."""
+    import onnx
+    import onnxruntime
+    import onnxscript
+
+    return {
+        "torch": torch.__version__.split("+")[0],
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def gpu_present() -> bool:
+    """Whether this host has an NVIDIA GPU (seen by torch, or by its device nodes)."""
+    return torch.cuda.is_available() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def preferred_provider() -> str:
+    """``CUDAExecutionProvider`` when onnxruntime has it and a GPU is present, else ``CPUExecutionProvider``."""
+    import onnxruntime
+
+    return CUDA if CUDA in onnxruntime.get_available_providers() and gpu_present() else CPU
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Keep the exporter's progress prints and notes (optional libraries missing) out of the compile output."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+_REGISTRIES: dict = {}
+
+
+@contextlib.contextmanager
+def _shared_torchlib_registry():
+    """Build torch.onnx's table of ATen-to-ONNX functions once per process instead of once per export.
+
+    ``torch.onnx.export`` rebuilds that table (parsing every torchlib function,
+    seconds each time) on every call, though it only reads it when no custom
+    translation table is given, which is how ttsstack calls it. The patch is
+    undone on exit and skipped when this torch has no such table.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+
+        build = _registration.ONNXRegistry.__dict__["from_torchlib"]
+    except (ImportError, KeyError):
+        yield
+        return
+
+    def cached(cls, *args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _REGISTRIES:
+            _REGISTRIES[key] = build.__func__(cls, *args, **kwargs)
+        return _REGISTRIES[key]
+
+    _registration.ONNXRegistry.from_torchlib = classmethod(cached)
+    try:
+        yield
+    finally:
+        _registration.ONNXRegistry.from_torchlib = build
+
+
+def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: Path) -> None:
+    """``torch.onnx.export(dynamo=True)`` of ``model`` to ``out``, tensors named as in the spec.
+
+    Symbolic axes of the inputs are renamed to the spec's dim names wherever
+    they appear (inputs, outputs, intermediate shapes).
+    """
+    import onnx
+
+    with _quiet_exporter(), _shared_torchlib_registry():
+        program = torch.onnx.export(
+            model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs), verbose=False
+        )
+    proto = program.model_proto
+    names: dict[str, str] = {}
+    for value, tensor in zip(proto.graph.input, spec.inputs.values()):
+        for axis, dim in tensor.named_dims:
+            param = value.type.tensor_type.shape.dim[axis].dim_param
+            if param:
+                names[param] = dim
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            if d.dim_param in names:
+                d.dim_param = names[d.dim_param]
+    onnx.save_model(proto, str(out))
+
+
+def ort_session(path: Path, provider: str, provider_options: dict[str, str] | None = None):
+    """An ONNX Runtime session of one artifact on ``provider`` (the CPU provider as fallback)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only; the provider choice is logged here
+    providers: list = [CPU] if provider == CPU else [(provider, provider_options or {}), CPU]
+    return onnxruntime.InferenceSession(str(path), options, providers=providers)
+
+
+class OrtRunner:
+    """Runs one ONNX Runtime session on named torch tensors; on CUDA through I/O binding.
+
+    ``binding_device`` is where bound outputs are allocated (``"cuda"`` on the
+    CUDA provider; None runs without binding).
+    """
+
+    static_lengths = None
+
+    def __init__(self, spec: NetworkSpec, session, network: str):
+        self.spec = spec
+        self.session = session
+        self.provider = session.get_providers()[0]
+        self.binding_device = "cuda" if self.provider == CUDA else None
+        self.output_names = list(spec.outputs)
+        log.info("onnx: network '%s' runs on %s", network, self.provider)
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feeds = {name: inputs[name].detach().contiguous().numpy() for name in self.spec.inputs}
+        if self.binding_device:
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            for name in self.output_names:
+                binding.bind_output(name, self.binding_device)
+            self.session.run_with_iobinding(binding)
+            outputs = binding.copy_outputs_to_cpu()
+        else:
+            outputs = self.session.run(self.output_names, feeds)
+        return {name: torch.from_numpy(array) for name, array in zip(self.output_names, outputs)}
+
+
+@BACKENDS.register("onnx")
+class OnnxBackend(Backend):
+    """ONNX with dynamic axes for the named dims, one artifact per network, run by ONNX Runtime."""
+
+    name = "onnx"
+    suffix = ".onnx"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return onnx_unavailable_reason()
+
+    def toolchain(self) -> dict[str, str]:
+        return onnx_toolchain()
+
+    def incompatibility(self, recorded: dict[str, str]) -> str | None:
+        """None: an ONNX file runs on any onnxruntime that supports its opset (ONNX Runtime says so otherwise)."""
+        return None
+
+    @property
+    def device(self) -> str:
+        return "cuda" if preferred_provider() == CUDA else "cpu"
+
+    @property
+    def placement(self) -> str:
+        provider = preferred_provider()
+        return f"ONNX Runtime {provider}" + (" with I/O binding" if provider == CUDA else "")
+
+    def compile(self, program, spec, dims, bucket, out: Path) -> None:
+        sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
+        export_onnx(program, tuple(example_inputs(spec, sizes).values()), spec, out)
+
+    def load(self, network: NetworkArtifacts) -> OrtRunner:
+        (artifact,) = network.artifacts
+        try:
+            session = ort_session(artifact.path, preferred_provider())
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise BackendError(f"network '{network.name}' on backend '{self.name}': ONNX Runtime cannot load {artifact.path}: {exc}") from exc
+        return OrtRunner(network.spec, session, network.name)

@@ -1,0 +1,107 @@
+"""The ``onnx-static`` backend: one fixed-shape ONNX file per network per bucket, run by ONNX Runtime.
+
+Each bucket's artifact comes from the network re-exported with
+``torch.export`` at that bucket's shapes and then converted to ONNX, so every
+axis in the file is fixed: ONNX Runtime itself rejects any other shape, which
+makes this a real static-shape runtime on any host (and the place to check
+an addon's buckets before deploying to Neuron). The static block variants pad
+to the smallest fitting bucket.
+
+On a CUDA host each session captures a CUDA graph (``enable_cuda_graph``)
+with its inputs and outputs in fixed device buffers; ONNX Runtime allows that
+only when every node runs on the CUDA provider, and a session it refuses runs
+without graphs (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+
+from ..addon import NetworkSpec
+from ..runtime.registry import BACKENDS
+from .base import Artifact, BackendError, example_inputs
+from .onnx import CUDA, OnnxBackend, OrtRunner, export_onnx, ort_session, preferred_provider
+from .static import StaticBackend
+
+log = logging.getLogger(__name__)
+
+
+def _numpy_dtype(dtype: torch.dtype):
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
+class CudaGraphRunner:
+    """A fixed-shape session replayed as a CUDA graph: every call reuses the same device buffers.
+
+    Inputs are copied into the bound buffers on ``device``, the graph is
+    replayed and the outputs are copied back; a lock keeps concurrent callers
+    from sharing the buffers mid-run.
+    """
+
+    static_lengths = None
+
+    def __init__(self, spec: NetworkSpec, session, shapes: dict[str, list[int]], device: str = "cuda"):
+        import onnxruntime
+
+        self.spec = spec
+        self.session = session
+        self.provider = session.get_providers()[0]
+        make = onnxruntime.OrtValue.ortvalue_from_shape_and_type
+        tensors = {**spec.inputs, **spec.outputs}
+        self.buffers = {name: make(shapes[name], _numpy_dtype(tensors[name].torch_dtype), device, 0) for name in tensors}
+        self.binding = session.io_binding()
+        for name in spec.inputs:
+            self.binding.bind_ortvalue_input(name, self.buffers[name])
+        for name in spec.outputs:
+            self.binding.bind_ortvalue_output(name, self.buffers[name])
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with self.lock:
+            for name in self.spec.inputs:
+                self.buffers[name].update_inplace(inputs[name].detach().contiguous().numpy())
+            self.session.run_with_iobinding(self.binding)
+            return {name: torch.from_numpy(self.buffers[name].numpy()) for name in self.spec.outputs}
+
+
+def _fixed_shapes(spec: NetworkSpec, bucket: dict[str, int]) -> dict[str, list[int]] | None:
+    """Every tensor's shape in this bucket, or None when an output's size is not fixed by the bucket."""
+    shapes = {}
+    for name, tensor in {**spec.inputs, **spec.outputs}.items():
+        shape = [bucket.get(d) if isinstance(d, str) else d for d in tensor.shape]
+        if None in shape:
+            return None
+        shapes[name] = shape
+    return shapes
+
+
+@BACKENDS.register("onnx-static")
+class OnnxStaticBackend(StaticBackend, OnnxBackend):
+    """Fixed-shape ONNX per bucket; the onnx backend's toolchain and provider choice, the static blocks."""
+
+    name = "onnx-static"
+    suffix = ".onnx"
+
+    def compile(self, program, spec, dims, bucket, out) -> None:
+        args = tuple(example_inputs(spec, bucket).values())
+        export_onnx(torch.export.export(program.module(), args), args, spec, out)
+
+    def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact):
+        provider = preferred_provider()
+        shapes = _fixed_shapes(spec, artifact.bucket or {})
+        try:
+            if provider == CUDA and shapes is not None:
+                try:
+                    session = ort_session(artifact.path, CUDA, {"enable_cuda_graph": "1"})
+                    if session.get_providers()[0] == CUDA:
+                        log.info("onnx-static: network '%s' %s runs on %s with CUDA graphs", network, artifact.bucket, CUDA)
+                        return CudaGraphRunner(spec, session, shapes)
+                except Exception as exc:  # noqa: BLE001 - ORT refuses graphs when a node is not on CUDA
+                    log.warning("onnx-static: network '%s' %s runs without CUDA graphs: %s", network, artifact.bucket, exc)
+            session = ort_session(artifact.path, provider)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise BackendError(f"network '{network}' on backend '{self.name}': ONNX Runtime cannot load {artifact.path}: {exc}") from exc
+        return OrtRunner(spec, session, network)

@@ -1,0 +1,114 @@
+"""What static-shape backends share: one artifact per bucket, a strict runner, and the compile-time checks.
+
+A static backend compiles each network once per bucket of its sequence dim
+(``dims.<name>.buckets`` in ``addon.yaml``, or ``--buckets`` at compile time).
+At run time :class:`StaticRunner` dispatches a call to the artifact of exactly
+that size and refuses any other; the block variants in
+:mod:`~ttsstack.backends.static_blocks` choose the smallest fitting bucket,
+pad, fill the mask and crop.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+import torch
+
+from ..addon import DimSpec, NetworkSpec
+from ..runtime.network import NetworkRunner, sequence_dim
+from .base import Artifact, Backend, BackendError, NetworkArtifacts
+from .static_blocks import StaticDecoder, StaticNetworkBlock
+
+
+class StaticRunner:
+    """A network's per-bucket artifacts behind one runner; a call must match a bucket exactly.
+
+    ``static_lengths`` maps the sequence dim to the sorted bucket sizes (empty
+    for a network without named dims, which has a single fixed-shape artifact).
+    """
+
+    def __init__(self, network: str, backend: str, spec: NetworkSpec, by_size: dict[int | None, NetworkRunner]):
+        self.network = network
+        self.backend = backend
+        self.spec = spec
+        self.dim = sequence_dim(spec)
+        self.by_size = by_size
+        self.static_lengths = {self.dim: sorted(by_size)} if self.dim else {}
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        size = None
+        for name, tensor in self.spec.inputs.items():
+            axis = next((a for a, d in tensor.named_dims if d == self.dim), None)
+            if axis is not None:
+                size = inputs[name].shape[axis]
+                break
+        runner = self.by_size.get(size)
+        if runner is None:
+            raise BackendError(
+                f"network '{self.network}' on backend '{self.backend}': input '{name}' has {self.dim}={size}, "
+                f"but the compiled artifacts accept only {self.dim} in {self.static_lengths[self.dim]} "
+                f"(static shapes: pad with the backend's block variants)"
+            )
+        return runner(inputs)
+
+
+class StaticBackend(Backend):
+    """Base of backends that compile one fixed-shape artifact per bucket (``onnx-static``, ``neuron``)."""
+
+    static = True
+    block_variants = {"Network": StaticNetworkBlock, "Decoder": StaticDecoder}
+
+    def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
+        """One bucket per size of the network's sequence dim; raises when padding could not be exact.
+
+        A network is refused when it has several named dims, when its dim has
+        no buckets, when padding could change its outputs (context above 0 or
+        unbounded) and it declares no ``mask``/``lengths`` input, or when the
+        largest bucket leaves no room for its context on both sides.
+        """
+        named = sorted({d for t in spec.inputs.values() for _, d in t.named_dims})
+        if not named:
+            return [{}]
+        if len(named) > 1:
+            raise BackendError(
+                f"inputs have several named dims ({', '.join(named)}); static backend '{self.name}' "
+                f"pads one sequence dim per network"
+            )
+        (dim,) = named
+        sizes = dims[dim].buckets
+        if not sizes:
+            raise BackendError(
+                f"dim '{dim}' has no buckets, and static backend '{self.name}' compiles one artifact per bucket: "
+                f"add dims.{dim}.buckets to addon.yaml or pass --buckets {dim}=N,N,..."
+            )
+        if (not spec.bounded or spec.context > 0) and not (spec.mask or spec.lengths):
+            reach = "every output" if not spec.bounded else f"the outputs within {spec.context} steps of a piece's end"
+            raise BackendError(
+                f"context {spec.context} and no mask or lengths input: static backend '{self.name}' pads pieces "
+                f"to a {dim} bucket, and padding would change {reach}; declare `mask: INPUT` (a [1, {dim}] "
+                f"input, 1 for real steps) or `lengths: INPUT` (a [1] int64 input) in the network's entry, "
+                f"and make the network ignore padded steps"
+            )
+        if spec.bounded:
+            if sizes[-1] <= 2 * spec.context:
+                raise BackendError(
+                    f"largest {dim} bucket {sizes[-1]} leaves no room for context {spec.context} on each side "
+                    f"of a window; add a bucket larger than {2 * spec.context}"
+                )
+            missing = [n for n, t in spec.outputs.items() if dim not in t.shape]
+            if missing:
+                raise BackendError(
+                    f"output(s) {', '.join(missing)} have no {dim} axis, so the bounded network cannot run on "
+                    f"windows; declare `context: unbounded` if they depend on the whole sequence"
+                )
+        return [{dim: size} for size in sizes]
+
+    def load(self, network: NetworkArtifacts) -> StaticRunner:
+        dim = sequence_dim(network.spec)
+        by_size = {}
+        for artifact in network.artifacts:
+            by_size[(artifact.bucket or {}).get(dim)] = self.load_artifact(network.name, network.spec, artifact)
+        return StaticRunner(network.name, self.name, network.spec, by_size)
+
+    @abstractmethod
+    def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact) -> NetworkRunner:
+        """A runner for one bucket's artifact (accepting only that bucket's shapes)."""

@@ -1,0 +1,113 @@
+"""Block variants for static-shape backends: pad to a bucket, fill the mask, crop the padding away.
+
+A static artifact accepts only its bucket's sizes along the network's sequence
+dim. :func:`run_in_buckets` runs a network on inputs of any length anyway:
+
+- a piece that fits the largest bucket is padded at the end to the smallest
+  bucket that holds it, with the network's ``mask``/``lengths`` input telling
+  it which steps are real;
+- a longer piece of a bounded-context network runs on overlapping windows of
+  the largest bucket (``context`` steps of overlap each side, the last window
+  padded), through :func:`~ttsstack.runtime.blocks.windows.stream_windows`,
+  and the cropped windows are joined;
+- a longer piece of an unbounded network is an error: the Voice splits text
+  so that this never happens for encoders (see ``Voice.max_tokens``).
+
+Outputs on real steps equal an unpadded run because the network ignores
+padded steps through its mask; static backends refuse at compile time any
+network whose outputs padding could change (see ``StaticBackend.buckets``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from itertools import repeat
+
+import torch
+
+from ..addon import NetworkSpec
+from ..runtime.blocks.decoder import Decoder
+from ..runtime.blocks.encoders import NetworkBlock
+from ..runtime.blocks.windows import stream_windows
+from ..runtime.network import NetworkRunner, sequence_dim, step_length, with_length_inputs
+from .base import BackendError
+
+
+def _axis(spec_shape: list[int | str], dim: str) -> int | None:
+    return next((axis for axis, d in enumerate(spec_shape) if d == dim), None)
+
+
+def _pad(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+    missing = size - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
+
+
+def smallest_bucket(sizes: list[int], length: int) -> int:
+    """The smallest of the sorted ``sizes`` holding ``length`` steps (``length`` must fit the largest)."""
+    return sizes[bisect.bisect_left(sizes, length)]
+
+
+def run_in_buckets(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+    """Run ``runner`` on the data ``inputs`` of any length, padding to its static buckets.
+
+    Returns the outputs an unpadded run gives. ``label`` names the block in errors.
+    """
+    spec = runner.spec
+    dim = sequence_dim(spec)
+    sizes = (runner.static_lengths or {}).get(dim) if dim else None
+    total = step_length(spec, inputs)
+    if not sizes:
+        return runner(with_length_inputs(spec, dict(inputs), total, total))
+    if total <= sizes[-1]:
+        return _run_padded(runner, spec, inputs, dim, sizes, 0, total)
+    if not spec.bounded:
+        raise BackendError(
+            f"{label}: {total} steps along {dim} exceed the largest bucket ({sizes[-1]}) and the network has "
+            f"unbounded context, so it cannot run on windows; add a larger {dim} bucket"
+        )
+    positions = torch.arange(total).unsqueeze(0)
+
+    def window(span: torch.Tensor, left: int, count: int) -> dict[str, torch.Tensor]:
+        start, stop = int(span[0, 0]), int(span[0, -1]) + 1
+        outputs = _run_padded(runner, spec, inputs, dim, sizes, start, stop)
+        return {name: out.narrow(_axis(spec.outputs[name].shape, dim), left, count) for name, out in outputs.items()}
+
+    step = sizes[-1] - 2 * spec.context
+    pieces = list(stream_windows(iter([positions]), window, spec.context, repeat(step)))
+    return {name: torch.cat([p[name] for p in pieces], dim=_axis(spec.outputs[name].shape, dim)) for name in pieces[0]}
+
+
+def _run_padded(
+    runner: NetworkRunner, spec: NetworkSpec, inputs: dict[str, torch.Tensor], dim: str, sizes: list[int], start: int, stop: int
+) -> dict[str, torch.Tensor]:
+    """Steps ``[start, stop)`` of the inputs, padded to the smallest fitting bucket; outputs cropped to the real steps."""
+    length = stop - start
+    size = smallest_bucket(sizes, length)
+    window = {}
+    for name, tensor in inputs.items():
+        axis = _axis(spec.inputs[name].shape, dim)
+        window[name] = tensor if axis is None else _pad(tensor.narrow(axis, start, length), axis, size)
+    outputs = runner(with_length_inputs(spec, window, size, length))
+    cropped = {}
+    for name, out in outputs.items():
+        axis = _axis(spec.outputs[name].shape, dim)
+        cropped[name] = out if axis is None else out.narrow(axis, 0, length)
+    return cropped
+
+
+class StaticNetworkBlock(NetworkBlock):
+    """``Network`` on a static-shape backend: whole inputs padded to buckets or windowed (:func:`run_in_buckets`)."""
+
+    def call(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return run_in_buckets(self.runner, inputs, self.label)
+
+
+class StaticDecoder(Decoder):
+    """``Decoder`` on a static-shape backend: each frame window padded to a bucket, or split into bucket-sized ones."""
+
+    def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
+        return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]

@@ -1,0 +1,180 @@
+"""Parity: every backend against the eager reference, network by network and end to end, whole and streamed.
+
+The reference is the ``eager`` backend (the exported programs themselves) run
+on whole utterances. For each backend the checks are:
+
+- each network, fed the reference's own inputs for that network, through the
+  backend's ``Network`` block (so static backends pad, mask and window exactly
+  as in production) against the reference's outputs;
+- the whole mel of each text, with the decoder run on whole pieces;
+- the streamed mel of each text, with the voice's default chunking.
+
+A check passes when ``max|a - b| <= atol + rtol * max|b|`` with the backend's
+tolerance from :mod:`ttsstack.tolerances`. ``ttsstack parity`` prints
+:meth:`ParityReport.table` and the test suite runs :func:`check_parity` on the
+demo addon: the same checks either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .compiler.manifest import read_manifest
+from .loader import load
+from .runtime.builder import BuildContext, RuntimeOptions
+from .runtime.network import NetworkRunner
+from .runtime.registry import BACKENDS
+from .runtime.voice import Voice
+from .tolerances import Tolerance, for_backend
+
+DEFAULT_TEXTS = (
+    "Hi.",
+    "The quick brown fox jumps over the lazy dog.",
+    "This one sentence keeps going, clause after clause, with commas and more words, so that its characters "
+    "outnumber the largest shape bucket that a static backend compiles for the text, and its frames fill a great "
+    "many decoder windows, which is exactly where any padding or windowing mistake would show up in the mel.",
+)
+WHOLE = RuntimeOptions(chunk_frames=1 << 30, first_chunk_frames=1 << 30)
+"""Options that make the decoder run once on each whole piece."""
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    """One line of the table: a backend's worst error on one network or stage, and the verdict."""
+
+    backend: str
+    stage: str
+    max_abs: float
+    max_rel: float
+    tolerance: Tolerance
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class ParityReport:
+    """All rows, where each backend ran, and the backends skipped on this host (with why)."""
+
+    texts: int
+    rows: list[ParityRow] = field(default_factory=list)
+    placements: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every row passed."""
+        return all(row.passed for row in self.rows)
+
+    def table(self) -> str:
+        """The report as text: placements, one row per (backend, network or stage), skipped backends."""
+        lines = [f"parity against the eager reference on {self.texts} text(s)"]
+        lines += [f"  {name}: {where}" for name, where in self.placements.items()]
+        header = f"{'backend':12s} {'network or stage':18s} {'max abs':>9s} {'max rel':>9s} {'atol':>6s} {'rtol':>6s}  result"
+        lines += ["", header, "-" * len(header)]
+        for r in self.rows:
+            verdict = "pass" if r.passed else "FAIL" + (f" ({r.detail})" if r.detail else "")
+            lines.append(
+                f"{r.backend:12s} {r.stage:18s} {r.max_abs:9.2e} {r.max_rel:9.2e} "
+                f"{r.tolerance.atol:6g} {r.tolerance.rtol:6g}  {verdict}"
+            )
+        lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
+        failed = sum(not r.passed for r in self.rows)
+        lines.append(f"{failed} of {len(self.rows)} check(s) failed" if failed else f"all {len(self.rows)} checks passed")
+        return "\n".join(lines)
+
+
+class _Recorder:
+    """A runner that keeps the inputs and outputs of every call."""
+
+    def __init__(self, runner: NetworkRunner):
+        self.runner = runner
+        self.spec = runner.spec
+        self.static_lengths = runner.static_lengths
+        self.calls: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        outputs = self.runner(inputs)
+        self.calls.append((dict(inputs), outputs))
+        return outputs
+
+
+class _Errors:
+    """The worst error over several comparisons of one row."""
+
+    def __init__(self, tolerance: Tolerance):
+        self.tolerance = tolerance
+        self.max_abs = 0.0
+        self.max_rel = 0.0
+        self.passed = True
+        self.detail = ""
+
+    def add(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+        if got.shape != want.shape:
+            self.passed = False
+            self.detail = f"{what}: shape {tuple(got.shape)}, reference {tuple(want.shape)}"
+            return
+        if want.numel() == 0:
+            return
+        error = (got.double() - want.double()).abs().max().item()
+        scale = want.double().abs().max().item()
+        self.max_abs = max(self.max_abs, error)
+        self.max_rel = max(self.max_rel, error / scale if scale else 0.0)
+        if not self.tolerance.passes(error, scale):
+            self.passed = False
+
+    def row(self, backend: str, stage: str) -> ParityRow:
+        return ParityRow(backend, stage, self.max_abs, self.max_rel, self.tolerance, self.passed, self.detail)
+
+
+def _available(folder: Path, report: ParityReport) -> list[str]:
+    names = []
+    for name in read_manifest(folder).backends():
+        cls = BACKENDS.find(name)
+        reason = "not a backend of this ttsstack" if cls is None else cls.unavailable_reason()
+        if reason:
+            report.skipped[name] = reason
+        else:
+            names.append(name)
+    return names
+
+
+@torch.inference_mode()
+def check_parity(folder: str | Path, backends: Sequence[str] | None = None, texts: Sequence[str] = DEFAULT_TEXTS) -> ParityReport:
+    """Run ``texts`` through each backend of the compiled addon at ``folder`` and compare with eager.
+
+    ``backends`` defaults to every backend compiled in ``folder`` that can run
+    on this host (the others are listed as skipped). A named backend missing
+    from the compiled addon is an error naming the compile command that adds it.
+    """
+    folder = Path(folder)
+    report = ParityReport(texts=len(texts))
+    names = list(backends) if backends is not None else _available(folder, report)
+    eager = load(folder, backend="eager", compile_if_needed=False)
+    recorders = {name: _Recorder(runner) for name, runner in eager.runners.items()}
+    reference = Voice(eager.spec, recorders, options=WHOLE, backend="eager")
+    mels = [torch.from_numpy(reference.synthesize(text)) for text in texts]
+    for name in names:
+        voice = load(folder, backend=name, compile_if_needed=False)
+        backend = BACKENDS.get(name)()
+        tolerance = for_backend(name, backend.device)
+        report.placements[name] = backend.placement
+        ctx = BuildContext(voice.spec, voice.runners, backend.block_variants)
+        for network, recorder in recorders.items():
+            block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
+            errors = _Errors(tolerance)
+            for inputs, want in recorder.calls:
+                got = block.call({n: inputs[n] for n in recorder.spec.data_inputs})
+                for output, tensor in want.items():
+                    errors.add(got[output], tensor, output)
+            report.rows.append(errors.row(name, network))
+        whole = Voice(voice.spec, voice.runners, backend.block_variants, WHOLE, name)
+        for stage, synth in (("mel, whole", whole), ("mel, streamed", voice)):
+            errors = _Errors(tolerance)
+            for text, want in zip(texts, mels):
+                errors.add(torch.from_numpy(synth.synthesize(text)), want, f"text {text[:24]!r}")
+            report.rows.append(errors.row(name, stage))
+    return report
