@@ -58,7 +58,7 @@ def test_unknown_top_level_key_rejected():
 def test_path_escaping_addon_folder_fails_at_load(tiny_copy):
     data = yaml.safe_load((tiny_copy / "addon.yaml").read_text())
     data["networks"]["decoder"]["file"] = "../../etc/passwd"
-    (tiny_copy / "addon.yaml").write_text(yaml.safe_dump(data))
+    (tiny_copy / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(AddonError, match=r"networks\.decoder\.file: path '\.\./\.\./etc/passwd' escapes the addon folder"):
         load_addon(tiny_copy)
 

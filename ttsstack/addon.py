@@ -69,6 +69,9 @@ class NetworkSpec(_Strict):
     ``context`` is the receptive radius along the network's sequence dim: an
     output step depends only on inputs within that many steps either side.
     ``"unbounded"`` means the whole sequence matters (attention, RNNs).
+    ``inputs`` and ``outputs`` are positional: the program is called with the
+    inputs in the order listed and returns the outputs in the order listed
+    (tools rewriting ``addon.yaml`` must keep key order).
     ``lengths`` / ``mask`` name an input the runtime fills itself with the true
     length (``[1]`` int64) or validity mask (``[1, T]``, 1 for real steps), so
     that static-shape backends can pad such a network exactly.

@@ -63,7 +63,7 @@ def faulty_voice(tiny_compiled, tmp_path_factory):
     data = yaml.safe_load((folder / "addon.yaml").read_text())
     data["name"] = "tiny-faulty"
     data["stack"][0]["streamable_block"]["stack"].append({"type": "FailAfter", "chunks": 4})
-    (folder / "addon.yaml").write_text(yaml.safe_dump(data))
+    (folder / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     yield ttsstack.load(folder, backend="eager", options=OPTIONS, compile_if_needed=False)
     BLOCKS.unregister("FailAfter")
 

@@ -46,7 +46,7 @@ def test_serve_process_serves_addons_on_their_own_backends(tiny_compiled, tmp_pa
     other = tmp_path / "other"
     shutil.copytree(tiny_compiled, other)
     data = yaml.safe_load((other / "addon.yaml").read_text())
-    (other / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-2"}))
+    (other / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-2"}, sort_keys=False))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning",
            "--addon", f"{tiny_compiled}:cpu", "--addon", f"{other}:eager"]
