@@ -2,8 +2,9 @@
 
 An addon is a folder holding ``addon.yaml`` and one ``torch.export`` program
 (``.pt2``) per named network. This module is the format and nothing else: it
-imports no other part of ttsstack, so authoring tools and the runtime share one
-definition of what a valid addon is.
+imports no other part of ttsstack but :mod:`ttsstack.recurrent` (the operators
+a program may contain, which imports only torch), so authoring tools and the
+runtime share one definition of what a valid addon is.
 
 Every validation error is an :class:`AddonError` whose message starts with the
 dotted path of the offending entry (``networks.decoder.inputs.frames.shape[1]:
@@ -19,6 +20,8 @@ from typing import Any, Literal, Mapping
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .recurrent import recurrent_as_ops
 
 ADDON_FILE = "addon.yaml"
 FORMAT_VERSION = 1
@@ -294,7 +297,9 @@ def write_addon(
     modules whose ``forward`` takes the spec's inputs as keyword arguments in
     spec order; ``example_inputs`` gives one example per network. Dynamic
     shapes come from the spec's named dims, so a program accepts exactly what
-    its spec declares. The folder is written afresh.
+    its spec declares. Every ``nn.LSTM``/``nn.GRU`` is exported as a ttsstack
+    operator (:func:`~ttsstack.recurrent.recurrent_as_ops`) so that its time
+    axis stays dynamic. The folder is written afresh.
     """
     parsed = parse_spec(spec)
     missing = set(parsed.networks) - set(modules)
@@ -309,7 +314,8 @@ def write_addon(
         module = modules[name].eval()
         args = tuple(example_inputs[name][i] for i in net.inputs)
         dynamic = dynamic_shapes_for(parsed, name)
-        program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
+        with recurrent_as_ops(module):
+            program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
         path = addon.resolve(net.file, f"networks.{name}.file")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(program, str(path))
