@@ -60,7 +60,11 @@ class TensorSpec(_Strict):
 
 
 class StateSpec(_Strict):
-    """A recurrent state: the output that becomes the named input at the next call."""
+    """A recurrent state: the output that becomes the named input at the next call.
+
+    Keyed by the state input's name in ``NetworkSpec.states``; ``init`` fills
+    the input at the first call. The pair must agree in shape and dtype.
+    """
 
     output: str
     init: float = 0.0
@@ -224,11 +228,13 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 raise AddonError(f"{path}: state input '{state_in}' is not an input of the network")
             if state.output not in net.outputs:
                 raise AddonError(f"{path}: state output '{state.output}' is not an output of the network")
-            if net.inputs[state_in].shape != net.outputs[state.output].shape:
+            given, taken = net.inputs[state_in], net.outputs[state.output]
+            if given.shape != taken.shape:
                 raise AddonError(
-                    f"{path}: input shape {net.inputs[state_in].shape} does not match "
-                    f"output '{state.output}' shape {net.outputs[state.output].shape}"
+                    f"{path}: input shape {given.shape} does not match output '{state.output}' shape {taken.shape}"
                 )
+            if given.dtype != taken.dtype:
+                raise AddonError(f"{path}: input dtype {given.dtype} does not match output '{state.output}' dtype {taken.dtype}")
 
 
 class Addon:
