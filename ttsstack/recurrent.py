@@ -4,8 +4,9 @@
 which pins the sequence dim. This module registers two operators,
 ``ttsstack::lstm`` and ``ttsstack::gru``, each with a fake kernel that only
 gives the output shapes, so a program that calls them keeps the dim symbolic;
-every backend lowers them (TorchScript: :func:`recurrent_reference`, the ATen
-RNN kernels; ONNX: the ``LSTM``/``GRU`` operators).
+every backend lowers them (TorchScript: their ATen kernels, ``ATEN_KERNELS``,
+see :mod:`ttsstack.backends.lowering`; ONNX: the ``LSTM``/``GRU`` operators,
+see :mod:`ttsstack.backends.onnx_translations`).
 
 Authoring side:
 
@@ -130,31 +131,31 @@ def run_recurrent(
     """
     if not isinstance(module, RECURRENT_TYPES) or getattr(module, "proj_size", 0):
         raise TypeError(f"run_recurrent: supports nn.LSTM and nn.GRU without proj_size, got {module!r}")
-    lstm = isinstance(module, nn.LSTM)
+    is_lstm = isinstance(module, nn.LSTM)
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(0 if module.batch_first else 1)
     batch = x.shape[0 if module.batch_first else 1]
     if hx is None:
         zeros = x.new_zeros(module.num_layers * (2 if module.bidirectional else 1), batch, module.hidden_size)
-        states = [zeros, zeros] if lstm else [zeros]
+        states = [zeros, zeros] if is_lstm else [zeros]
     else:
-        states = list(hx) if lstm else [hx]
+        states = list(hx) if is_lstm else [hx]
         if unbatched:
             states = [h.unsqueeze(1) for h in states]
     weights = [getattr(module, name) for name in module._flat_weights_names]
     if torch.compiler.is_exporting():
-        op = torch.ops.ttsstack.lstm if lstm else torch.ops.ttsstack.gru
+        op = torch.ops.ttsstack.lstm if is_lstm else torch.ops.ttsstack.gru
         out, *new = op(x, lengths, *states, weights, module.num_layers, module.bidirectional, module.batch_first)
     else:
         out, new = recurrent_reference(
-            "lstm" if lstm else "gru", x, lengths, states, weights, module.num_layers, module.bidirectional,
+            "lstm" if is_lstm else "gru", x, lengths, states, weights, module.num_layers, module.bidirectional,
             module.batch_first, module.dropout, module.training,
         )
     if unbatched:
         out = out.squeeze(0 if module.batch_first else 1)
         new = [h.squeeze(1) for h in new]
-    return (out, tuple(new)) if lstm else (out, new[0])
+    return (out, tuple(new)) if is_lstm else (out, new[0])
 
 
 def _stand_in(module: nn.LSTM | nn.GRU):
@@ -174,14 +175,17 @@ def recurrent_as_ops(root: nn.Module) -> Iterator[list[str]]:
     """Within the block, every ``nn.LSTM``/``nn.GRU`` under ``root`` calls the ttsstack operator.
 
     Yields the names of the modules stood in for. Each module's ``forward``
-    is shadowed by an instance attribute and the shadow is removed on exit,
-    whatever happens inside, so the modules are left exactly as they were.
+    is shadowed by an instance attribute, and on exit, whatever happened
+    inside, the modules are left exactly as they were.
     """
-    patched = [(name, m) for name, m in root.named_modules() if isinstance(m, RECURRENT_TYPES)]
+    patched = [(name, m, m.__dict__.get("forward")) for name, m in root.named_modules() if isinstance(m, RECURRENT_TYPES)]
     try:
-        for _, module in patched:
+        for _, module, _ in patched:
             module.forward = _stand_in(module)
-        yield [name for name, _ in patched]
+        yield [name for name, _, _ in patched]
     finally:
-        for _, module in patched:
-            module.__dict__.pop("forward", None)
+        for _, module, shadowed in patched:
+            if shadowed is None:
+                module.__dict__.pop("forward", None)
+            else:
+                module.forward = shadowed

@@ -140,7 +140,7 @@ class AutoregressiveDecoder(StreamableBlock):
             count += outputs[frame].shape[1]
             stopped = outputs[stop].item() > self.stop_logit
             if stopped or count >= size:
-                yield pending[0] if len(pending) == 1 else torch.cat(pending, dim=1)
+                yield torch.cat(pending, dim=1)  # a copy: the last frame is also the next step's input
                 size, pending, count = next(sizes), [], 0
             if stopped:
                 return
