@@ -165,6 +165,7 @@ class Stacked(nn.Module):
 
 def test_onnx_translation_matches_with_dynamic_time():
     ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
     from ttsstack.backends.onnx_translations import custom_translation_table
 
     model = Stacked().eval()
