@@ -19,6 +19,14 @@ TACOTRON_ADDON = REPO / "addons" / "tacotron2-demo" / "addon"
 TEST_BACKENDS = ["cpu"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Source addons compiled on demand go to a per-session cache, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TTSSTACK_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_addon(tmp_path_factory) -> Path:
     """The tiny source addon (exported once per session)."""

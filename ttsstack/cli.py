@@ -1,4 +1,4 @@
-"""The ``ttsstack`` command: compile, synthesize, inspect."""
+"""The ``ttsstack`` command: compile, synthesize, inspect, serve."""
 
 from __future__ import annotations
 
@@ -36,6 +36,27 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text}")
+    return value
+
+
+def _serve_limits_defaults():
+    """The server's default limits, for help texts (without importing the server's dependencies)."""
+    from .serve import Limits
+
+    return Limits()
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -86,6 +107,34 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         f"first audio chunk {timings.get('first_audio', 0) * 1000:.0f} ms | total {total:.2f} s | "
         f"real-time factor {seconds / total:.1f}x"
     )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve addons over HTTP (each on its own backend) until interrupted."""
+    try:
+        import uvicorn
+
+        from .serve import Limits, create_app, parse_addon_source, require_unique_names
+    except ImportError as exc:
+        raise RuntimeError(f"serving needs the 'serve' extra: pip install 'ttsstack[serve]' ({exc})") from None
+    sources = [parse_addon_source(text) for text in args.addon or [str(DEMO_ADDON)]]
+    require_unique_names([(load_addon(s.folder).spec.name, f"--addon {s}") for s in sources])
+    limits = Limits(
+        max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_input_chars=args.max_input_chars,
+        max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after,
+    )
+    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
+    voices = []
+    for source in sources:
+        voice = load(source.folder, backend=source.backend, options=options)
+        print(f"loaded {voice.spec.name} ({source.backend} backend) from {source.folder}", flush=True)
+        voices.append(voice)
+    config = uvicorn.Config(create_app(voices, limits), host=args.host, port=args.port, log_level=args.log_level)
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    print(f"serving {', '.join(v.spec.name for v in voices)} on http://{host}:{port} (POST /v1/audio/speech)", flush=True)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -145,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
     p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
     p.set_defaults(func=cmd_synthesize)
+
+    limits = _serve_limits_defaults()
+    p = sub.add_parser("serve", help="serve addons over HTTP (OpenAI-compatible /v1/audio/speech)")
+    p.add_argument("--addon", action="append", metavar="DIR[:BACKEND]",
+                   help="addon to serve, on BACKEND (default cpu); repeat for several (default: bundled demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (default 8000)")
+    p.add_argument("--max-concurrent", type=_positive, default=limits.max_concurrent,
+                   help=f"syntheses running at once per addon (default {limits.max_concurrent})")
+    p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue,
+                   help=f"requests waiting per addon before 429 (default {limits.max_queue})")
+    p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars)
+    p.add_argument("--max-body-bytes", type=_positive, default=limits.max_body_bytes)
+    p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s, help="Retry-After seconds of a 429")
+    p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
+    p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("inspect", help="show an addon's networks, dims, blocks and artifacts")
     p.add_argument("addon", type=Path)

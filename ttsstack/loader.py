@@ -45,12 +45,14 @@ def load(
     backend: str = "cpu",
     options: RuntimeOptions | None = None,
     compile_if_needed: bool = True,
+    warmup: bool = True,
 ) -> Voice:
     """Load an addon on ``backend`` and build its stack, checking everything first.
 
     ``folder`` is a compiled addon (with ``manifest.yaml``), or, when
     ``compile_if_needed``, a source addon compiled into the cache first. Every
     artifact is checked against its sha256 and the toolchain that made it.
+    With ``warmup`` the stack runs once on a dummy input before returning.
     """
     folder = Path(folder)
     if compile_if_needed:
@@ -82,4 +84,7 @@ def load(
             verify_file(folder / entry.file, entry.sha256, f"{folder}/{MANIFEST_FILE}: {name} [{backend}]")
         artifacts = [Artifact(folder / e.file, e.bucket) for e in entries]
         runners[name] = backend_obj.load(NetworkArtifacts(name, spec, program, artifacts))
-    return Voice(addon.spec, runners, backend_obj.block_variants, options, backend=backend)
+    voice = Voice(addon.spec, runners, backend_obj.block_variants, options, backend=backend)
+    if warmup:
+        voice.warmup()
+    return voice

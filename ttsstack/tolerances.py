@@ -28,6 +28,9 @@ STREAMING = Tolerance(atol=1e-5, rtol=0.0)
 TORCHSCRIPT = Tolerance(atol=1e-5, rtol=0.0)
 # ONNX Runtime fuses and reorders float32 arithmetic.
 ONNX_CPU = Tolerance(atol=1e-4, rtol=1e-4)
+# Audio sent as PCM16 (HTTP, WAV files): the same float samples clipped to [-1, 1] and
+# rounded to the nearest of 32767 steps per unit, so at most half a step apart.
+PCM16 = Tolerance(atol=0.5 / 32767, rtol=0.0)
 # GPU kernels (TF32 off) and Neuron's compiler (fp32 auto-cast off) reorder more.
 ACCELERATOR = Tolerance(atol=1e-3, rtol=1e-3)
 

@@ -61,3 +61,18 @@ def test_sentence_longer_than_max_tokens_is_split(tiny_compiled):
     pieces = list(voice.frontend.pieces(text, voice.max_tokens))
     assert len(pieces) >= 4 and all(p.shape[1] <= voice.max_tokens for p in pieces)
     assert len(voice.synthesize(text)) > 0
+
+
+def test_packing_joins_sentences_up_to_the_limit():
+    from ttsstack.runtime.frontend import pack_sentences
+
+    assert pack_sentences(["ab.", "cd.", "efghij.", "k."], 7) == ["ab. cd.", "efghij.", "k."]
+
+
+def test_unsplit_synthesis_runs_fewer_longer_pieces(tiny_compiled):
+    split = ttsstack.load(tiny_compiled, backend="cpu")
+    packed = ttsstack.load(tiny_compiled, backend="cpu", options=RuntimeOptions(sentence_split=False))
+    text = "Abc def. Ghi jk! Lmn op?"
+    assert len(list(split.frontend.pieces(text, 256))) == 3
+    assert len(list(packed.frontend.pieces(text, 256, pack=True))) == 1
+    assert len(packed.synthesize(text)) > 0

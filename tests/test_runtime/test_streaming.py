@@ -73,3 +73,17 @@ def test_sentences_stream_in_order(tiny_compiled):
     both = voice.synthesize("Abc. Defg!")
     first, second = voice.synthesize("Abc."), voice.synthesize("Defg!")
     np.testing.assert_allclose(both, np.concatenate([first, second]), atol=STREAMING.atol)
+
+
+def test_decoder_windows_never_exceed_the_frame_dim_max(tmp_path):
+    """A chunk size above T_frames max is capped so every window stays within what the program accepts."""
+    from ..tiny_addon import build_tiny_addon, tiny_spec
+
+    dims = tiny_spec()["dims"]
+    dims["T_frames"] = {"max": 40}
+    src = build_tiny_addon(tmp_path / "small", dims=dims)
+    voice = ttsstack.load(src, backend="eager", options=RuntimeOptions(chunk_frames=10_000, first_chunk_frames=10_000))
+    chunks = list(voice.stream("a fairly long sentence for forty frames"))
+    assert max(len(c) for c in chunks) == 40 - 2 * 2
+    reference = ttsstack.load(src, backend="eager", options=RuntimeOptions(chunk_frames=8, first_chunk_frames=8))
+    np.testing.assert_allclose(np.concatenate(chunks), reference.synthesize("a fairly long sentence for forty frames"), atol=STREAMING.atol)

@@ -11,6 +11,8 @@ from .network import NetworkRunner
 from .registry import BLOCKS, RegistryError
 
 FRONTEND_OUTPUT = "tokens"
+SPEED = "speed"
+"""Per-call speaking rate, float32 ``[1]``, set by the caller of ``Voice.stream`` (1.0: as trained)."""
 
 
 @dataclass
@@ -19,11 +21,14 @@ class RuntimeOptions:
 
     ``chunk_frames`` is how many frames the upsampler and decoder emit per
     chunk after the first; ``first_chunk_frames`` is the (smaller) first chunk,
-    which sets time to first audio.
+    which sets time to first audio. ``sentence_split`` synthesizes one sentence
+    at a time (first audio after the first sentence); off, sentences are
+    packed into pieces as long as the encoders accept.
     """
 
     chunk_frames: int = 128
     first_chunk_frames: int = 32
+    sentence_split: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:
@@ -58,8 +63,11 @@ class BuildContext:
 
 
 def initial_wiring(spec: AddonSpec) -> Wiring:
-    """The tensors that exist before any block runs: the frontend's ``tokens``."""
-    return Wiring({FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend")})
+    """The tensors that exist before any block runs: the frontend's ``tokens`` and the call's ``speed``."""
+    return Wiring({
+        FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend"),
+        SPEED: TensorInfo.of(TensorSpec(shape=[1], dtype="float32"), "the call (Voice.stream speed=)"),
+    })
 
 
 def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:

@@ -36,15 +36,18 @@ class Frontend(ABC):
     def encode(self, text: str) -> list[int]:
         """Token ids for one piece of text (may be empty when nothing is known)."""
 
-    def pieces(self, text: str, max_tokens: int) -> Iterator[torch.Tensor]:
+    def pieces(self, text: str, max_tokens: int, pack: bool = False) -> Iterator[torch.Tensor]:
         """Split ``text`` and yield ``[1, T]`` int64 token tensors, ``1 <= T <= max_tokens``.
 
+        One piece per sentence, or with ``pack`` as many whole sentences per
+        piece as fit (fewer, longer network calls; later first audio).
         Raises :class:`FrontendError` when the text is empty or yields no token.
         """
         if not isinstance(text, str) or not text.strip():
             raise FrontendError("text is empty: nothing to synthesize")
         produced = False
-        for sentence in split_text(text.strip(), max_chars=max_tokens):
+        sentences = split_text(text.strip(), max_chars=max_tokens)
+        for sentence in pack_sentences(sentences, max_tokens) if pack else sentences:
             ids = self.encode(sentence)
             for start in range(0, len(ids), max_tokens):
                 produced = True
@@ -63,6 +66,17 @@ def split_text(text: str, max_chars: int) -> list[str]:
     for sentence in _SENTENCE_END.split(text):
         pieces.extend(_fit(sentence, max_chars, (_CLAUSE_END, re.compile(r"\s+"))))
     return [p for p in pieces if p.strip()]
+
+
+def pack_sentences(sentences: list[str], max_chars: int) -> list[str]:
+    """Join consecutive sentences into pieces of at most ``max_chars`` characters."""
+    packed: list[str] = []
+    for sentence in sentences:
+        if packed and len(packed[-1]) + 1 + len(sentence) <= max_chars:
+            packed[-1] += " " + sentence
+        else:
+            packed.append(sentence)
+    return packed
 
 
 def _fit(text: str, max_chars: int, separators: tuple[re.Pattern[str], ...]) -> list[str]:

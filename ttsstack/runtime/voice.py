@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from ..addon import AddonSpec
 from .blocks.base import Block, StackError
-from .builder import BuildContext, RuntimeOptions, build_stack
+from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend
 from .network import NetworkRunner
 from .registry import VOCODERS
@@ -21,8 +22,10 @@ class Voice:
     ``stream(text)`` yields mel chunks ``[frames, n_mels]`` (float32 numpy) as
     soon as each is decoded; ``stream_audio(text)`` yields waveform chunks as
     soon as the vocoder has them. Text is synthesized sentence by sentence,
-    one continuous stream. A Voice holds no per-utterance state: several
-    threads may stream from one Voice at once.
+    one continuous stream. Per-call settings are arguments of each call
+    (``speed``: speaking rate, 2.0 is twice as fast; durations are divided by
+    it); load-time ones are in :class:`RuntimeOptions`. A Voice holds no
+    per-utterance state: several threads may stream from one Voice at once.
     """
 
     def __init__(
@@ -60,28 +63,45 @@ class Voice:
             self._vocoder = cls(self.spec.audio, **config)
         return self._vocoder
 
-    @torch.inference_mode()
-    def _mel_tensors(self, text: str) -> Iterator[torch.Tensor]:
-        for tokens in self.frontend.pieces(text, self.max_tokens):
-            yield from self.root.stream({"tokens": tokens}, None)
+    def warmup(self) -> None:
+        """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
 
-    def stream(self, text: str) -> Iterator[np.ndarray]:
+        TorchScript and ONNX Runtime optimise on their first calls; doing that
+        at load keeps it out of the first request's latency.
+        """
+        tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
+        with torch.inference_mode():
+            stream = self.root.stream({"tokens": tokens, **_call_controls(1.0)}, None)
+            first = next(stream, None)
+            stream.close()
+        if first is not None:
+            audio = self.vocoder.stream([first[0].numpy()])
+            next(audio, None)
+            audio.close()
+
+    @torch.inference_mode()
+    def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
+        controls = _call_controls(speed)
+        for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
+            yield from self.root.stream({"tokens": tokens, **controls}, None)
+
+    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """Mel chunks ``[frames, n_mels]`` of the whole text, in order, each as soon as it is decoded."""
-        for chunk in self._mel_tensors(text):
+        for chunk in self._mel_tensors(text, speed):
             yield chunk[0].numpy()
 
-    def synthesize(self, text: str) -> np.ndarray:
+    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
         """The whole mel ``[frames, n_mels]``: the concatenation of :meth:`stream`."""
-        chunks = list(self.stream(text))
+        chunks = list(self.stream(text, speed))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.audio.n_mels), np.float32)
 
-    def stream_audio(self, text: str) -> Iterator[np.ndarray]:
+    def stream_audio(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
-        yield from self.vocoder.stream(self.stream(text))
+        yield from self.vocoder.stream(self.stream(text, speed))
 
-    def synthesize_audio(self, text: str) -> np.ndarray:
+    def synthesize_audio(self, text: str, speed: float = 1.0) -> np.ndarray:
         """The whole waveform: the concatenation of :meth:`stream_audio`."""
-        chunks = list(self.stream_audio(text))
+        chunks = list(self.stream_audio(text, speed))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     def tree(self) -> list[tuple[int, Block]]:
@@ -95,6 +115,13 @@ class Voice:
 
         walk(self.root, 0)
         return out
+
+
+def _call_controls(speed: float) -> dict[str, torch.Tensor]:
+    """The per-call tensors every utterance starts with besides ``tokens``: ``speed`` ``[1]``."""
+    if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+        raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
+    return {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
 
 
 def _max_tokens(spec: AddonSpec) -> int:

@@ -53,6 +53,10 @@ class Decoder(StreamableBlock):
                     f"(rename with frames:/mel: in the stack entry)"
                 )
         self.extra_inputs = [n for n in self.spec.data_inputs if n != config.frames]
+        named = self.spec.inputs[config.frames].named_dims
+        self.max_window = ctx.spec.dims[named[0][1]].max if named else 1 << 31
+        if self.spec.bounded and self.max_window <= 2 * self.spec.context:
+            raise StackError(f"{path}: dim max {self.max_window} leaves no room for context {self.spec.context} on each side")
 
     def describe(self) -> str:
         return f"{self.config.type} {self.network} [context {self.spec.context}]"
@@ -73,7 +77,8 @@ class Decoder(StreamableBlock):
             return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
 
         if self.spec.bounded:
-            sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
+            largest = self.max_window - 2 * self.spec.context
+            sizes = chunk_sizes(min(self.options.first_chunk_frames, largest), min(self.options.chunk_frames, largest))
             return stream_windows(upstream, run, self.spec.context, sizes)
         return run_whole(upstream, run)
 

@@ -13,14 +13,17 @@ from .windows import chunk_sizes
 class Upsampler(StreamableBlock):
     """Repeats ``encoded`` ``[1, T_text, C]`` by ``durations`` ``[1, T_text]`` into a ``frames`` stream.
 
-    Each token is repeated ``round(duration)`` times (negative durations count
-    as 0). Frames are produced lazily, one chunk at a time, so a long
-    utterance never exists as one ``[1, T_frames, C]`` tensor.
+    Each token is repeated ``round(duration / speed)`` times (negative
+    durations count as 0), where ``speed`` is the per-call speaking rate
+    (``Voice.stream(text, speed=...)``; set ``speed: null`` in the stack entry
+    when a network applies it itself). Frames are produced lazily, one chunk
+    at a time, so a long utterance never exists as one ``[1, T_frames, C]`` tensor.
     """
 
     class Config(BlockConfig):
         encoded: str = "encoded"
         durations: str = "durations"
+        speed: str | None = "speed"
         frames: str = "frames"
 
     def __init__(self, config, ctx, path):
@@ -30,12 +33,17 @@ class Upsampler(StreamableBlock):
     def check(self, wiring: Wiring, upstream: str | None) -> str:
         encoded = wiring.read(self.label, self.config.encoded, rank=3)
         wiring.read(self.label, self.config.durations, rank=2)
+        if self.config.speed is not None:
+            wiring.read(self.label, self.config.speed, rank=1)
         wiring.write(self.label, self.config.frames, TensorInfo(3, encoded.dtype, self.label, encoded.channels))
         return self.config.frames
 
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
         encoded = tensors[self.config.encoded]
-        repeats = repeats_of(tensors[self.config.durations])
+        durations = tensors[self.config.durations]
+        if self.config.speed is not None:
+            durations = durations / tensors[self.config.speed]
+        repeats = repeats_of(durations)
         ends = torch.cumsum(repeats, dim=0)
         total = int(ends[-1]) if len(ends) else 0
         sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)

@@ -1,0 +1,237 @@
+"""First-chunk latency, total time, real-time factor and peak memory: ttsstack vs whole-utterance runs.
+
+Usage: python benchmarks/latency.py [--quick] [--backends cpu,onnx,...] [--addons DIR ...] [--out DIR]
+
+For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
+200, 1,000 and 4,000 characters), side by side in one run:
+
+- ``naive-eager``: the exported programs in eager PyTorch, each network called
+  once on the whole utterance (sentences packed up to what the networks
+  accept), then the vocoder on the whole mel: what a team does without a
+  framework. Its first audio is its total time.
+- ``whole-<backend>``: the same whole-utterance calls on a backend's artifacts
+  (``whole-onnx`` is plain ONNX Runtime on the ONNX files).
+- ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
+
+Each cell is the median of several runs after one warm-up. Peak memory is the
+process's peak resident set during the run (Linux ``VmHWM``, reset before each
+run through ``/proc/self/clear_refs``), which includes the loaded models. Prints a table and
+the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+import ttsstack
+from ttsstack.compiler.driver import compile_addon, resolve_backends
+from ttsstack.compiler.manifest import MANIFEST_FILE
+from ttsstack.runtime import RuntimeOptions
+
+HERE = Path(__file__).resolve().parent
+ADDONS = sorted(p.parent for p in (HERE.parent / "addons").glob("*/addon/addon.yaml"))
+WHOLE = RuntimeOptions(chunk_frames=1 << 30, first_chunk_frames=1 << 30, sentence_split=False)
+
+
+@dataclass
+class Measurement:
+    """One (addon, system, text) cell: medians over the timed runs."""
+
+    addon: str
+    system: str
+    chars: int
+    first_mel_s: float
+    first_audio_s: float
+    total_s: float
+    audio_s: float
+    rtf: float
+    peak_mb: float
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark to the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_streaming(voice, text: str) -> dict[str, float]:
+    """Stream mel into the vocoder; time the first mel chunk, the first audio chunk and the end."""
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def mel_chunks():
+        for chunk in voice.stream(text):
+            marks.setdefault("first_mel", time.perf_counter() - start)
+            yield chunk
+
+    samples = 0
+    for audio in voice.vocoder.stream(mel_chunks()):
+        marks.setdefault("first_audio", time.perf_counter() - start)
+        samples += len(audio)
+    total = time.perf_counter() - start
+    return {"first_mel": marks["first_mel"], "first_audio": marks["first_audio"], "total": total, "samples": samples}
+
+
+def run_whole(voice, text: str) -> dict[str, float]:
+    """Whole-utterance: every network once on the whole text, then the vocoder on the whole mel."""
+    start = time.perf_counter()
+    mel = voice.synthesize(text)
+    mel_done = time.perf_counter() - start
+    audio = voice.vocoder.griffin_lim.vocode(mel)
+    total = time.perf_counter() - start
+    return {"first_mel": mel_done, "first_audio": total, "total": total, "samples": len(audio)}
+
+
+def measure(addon: str, system: str, voice, runner, text: str, runs: int, sample_rate: int) -> Measurement:
+    """Warm up once, then take the median of ``runs`` timed runs."""
+    runner(voice, text)
+    results, peaks = [], []
+    for _ in range(runs):
+        _reset_peak_rss()
+        results.append(runner(voice, text))
+        peaks.append(_status_mb("VmHWM"))
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in results)
+
+    audio_s = results[0]["samples"] / sample_rate
+    return Measurement(addon, system, len(text), med("first_mel"), med("first_audio"), med("total"), audio_s,
+                       audio_s / med("total"), statistics.median(peaks))
+
+
+def systems(compiled: Path, backends: list[str]):
+    """(name, voice, runner) for the naive baseline, whole-utterance backends and streaming backends."""
+    yield "naive-eager", ttsstack.load(compiled, "eager", WHOLE, compile_if_needed=False), run_whole
+    for backend in backends:
+        if backend != "cpu":
+            yield f"whole-{backend}", ttsstack.load(compiled, backend, WHOLE, compile_if_needed=False), run_whole
+    for backend in backends:
+        yield f"ttsstack-{backend}", ttsstack.load(compiled, backend, compile_if_needed=False), run_streaming
+
+
+def ratios(rows: list[Measurement]) -> list[dict]:
+    """The issue's targets, per addon and streaming backend, measured in this run."""
+    out = []
+    by = {(r.addon, r.system, r.chars): r for r in rows}
+    sizes = sorted({r.chars for r in rows})
+    near_1000 = min(sizes, key=lambda n: abs(n - 1000))
+    for addon in sorted({r.addon for r in rows}):
+        for system in sorted({r.system for r in rows if r.addon == addon and r.system.startswith("ttsstack-")}):
+            naive = by[(addon, "naive-eager", near_1000)]
+            stream = by[(addon, system, near_1000)]
+            whole_best = min(r.total_s for r in rows if r.addon == addon and r.chars == near_1000 and not r.system.startswith("ttsstack-"))
+            out.append({
+                "addon": addon,
+                "system": system,
+                f"first_audio_over_naive_total@{near_1000}": stream.first_audio_s / naive.total_s,
+                f"first_audio_{sizes[-1]}_over_{sizes[0]}": by[(addon, system, sizes[-1])].first_audio_s / by[(addon, system, sizes[0])].first_audio_s,
+                f"total_over_best_whole@{near_1000}": stream.total_s / whole_best,
+            })
+    return out
+
+
+def print_table(rows: list[Measurement], targets: list[dict]) -> None:
+    """The results as aligned text."""
+    head = f"{'addon':16s} {'system':18s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} {'RTF':>6s} {'peak MB':>8s}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r.addon:16s} {r.system:18s} {r.chars:5d} {r.first_mel_s * 1e3:10.0f} {r.first_audio_s * 1e3:12.0f} "
+              f"{r.total_s:8.2f} {r.rtf:6.1f} {r.peak_mb:8.0f}")
+    print("\ntargets: first audio @1000 < 0.1 x naive total; first audio 4000/50 <= 1.3; total <= 1.1 x best whole-utterance")
+    for t in targets:
+        print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
+
+
+def plot(rows: list[Measurement], path: Path) -> None:
+    """Time to first audio and total time against text length, one line per system."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return
+    addons = sorted({r.addon for r in rows})
+    fig, axes = plt.subplots(len(addons), 2, figsize=(11, 4 * len(addons)), squeeze=False)
+    for row, addon in zip(axes, addons):
+        for system in sorted({r.system for r in rows if r.addon == addon}):
+            pts = sorted((r.chars, r.first_audio_s, r.total_s) for r in rows if r.addon == addon and r.system == system)
+            x = [p[0] for p in pts]
+            row[0].plot(x, [p[1] for p in pts], marker="o", label=system)
+            row[1].plot(x, [p[2] for p in pts], marker="o", label=system)
+        for ax, what in zip(row, ("time to first audio (s)", "total time (s)")):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("text length (characters)")
+            ax.set_ylabel(what)
+            ax.set_title(f"{addon}: {what}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    """Parse arguments, compile the addons, measure every system, report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one timed run, two shortest texts (a smoke run)")
+    parser.add_argument("--backends", default="all", help="comma-separated backends (default: all available)")
+    parser.add_argument("--addons", nargs="*", type=Path, default=ADDONS, help="source or compiled addon folders")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (median)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+
+    backends = [b.name for b in resolve_backends(args.backends.split(","))]
+    texts = sorted((HERE / "texts").glob("chars_*.txt"))
+    if args.quick:
+        texts, args.runs = texts[:2], 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[Measurement] = []
+    for source in args.addons:
+        if (source / MANIFEST_FILE).is_file():
+            compiled = source  # already compiled: use its artifacts as they are
+        else:
+            compiled = args.out / "compiled" / source.parent.name
+            compile_addon(source, compiled, backends, progress=False)
+        for name, voice, runner in systems(compiled, backends):
+            for path in texts:
+                text = path.read_text().strip()
+                rows.append(measure(voice.spec.name, name, voice, runner, text, args.runs, voice.sample_rate))
+                print(f"  {rows[-1].addon} {name} {len(text)} chars: first audio {rows[-1].first_audio_s * 1e3:.0f} ms, "
+                      f"total {rows[-1].total_s:.2f} s", file=sys.stderr)
+    targets = ratios(rows)
+    print_table(rows, targets)
+    report = {
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "torch": torch.__version__,
+                 "threads": torch.get_num_threads(), "device": "cpu"},
+        "runs": args.runs,
+        "rows": [asdict(r) for r in rows],
+        "targets": targets,
+    }
+    (args.out / "latency.json").write_text(json.dumps(report, indent=2))
+    plot(rows, args.out / "latency.png")
+    print(f"\nwrote {args.out / 'latency.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Benchmarks are not tests: this only checks that the latency benchmark runs and reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backends", "cpu",
+         "--addons", str(tiny_compiled), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "latency.json").read_text())
+    systems = {row["system"] for row in report["rows"]}
+    assert systems == {"naive-eager", "ttsstack-cpu"}
+    assert all(row["first_audio_s"] <= row["total_s"] for row in report["rows"])
+    assert "first audio" in result.stdout and report["targets"]

@@ -1,0 +1,76 @@
+"""``ttsstack serve``: addon arguments, duplicate names, and a real server process with two backends."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from ttsstack.cli import main
+from ttsstack.serve import AddonSource, parse_addon_source
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("compiled/tiny", AddonSource(Path("compiled/tiny"), "cpu")),
+    ("compiled/tiny:eager", AddonSource(Path("compiled/tiny"), "eager")),
+    ("odd:name/addon", AddonSource(Path("odd:name/addon"), "cpu")),
+])
+def test_addon_argument_is_a_folder_and_an_optional_backend(text, expected):
+    assert parse_addon_source(text) == expected
+
+
+def test_unknown_backend_lists_the_known_ones(tiny_compiled, capsys):
+    assert main(["serve", "--addon", f"{tiny_compiled}:tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'tpu'" in err and "cpu" in err
+
+
+def test_two_addons_of_one_name_are_refused_before_loading(tiny_compiled, capsys):
+    assert main(["serve", "--addon", str(tiny_compiled), "--addon", f"{tiny_compiled}:eager", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "model name 'tiny' is served twice" in err and f"{tiny_compiled}:eager" in err
+
+
+def test_serve_process_serves_addons_on_their_own_backends(tiny_compiled, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_compiled, other)
+    data = yaml.safe_load((other / "addon.yaml").read_text())
+    (other / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-2"}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning",
+           "--addon", f"{tiny_compiled}:cpu", "--addon", f"{other}:eager"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_output():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read_output, daemon=True).start()
+    try:
+        url, seen = None, []
+        while url is None:
+            line = lines.get(timeout=120)  # the process prints the URL once it listens
+            assert line is not None, "the server exited:\n" + "".join(seen)
+            seen.append(line)
+            match = re.search(r"serving tiny, tiny-2 on (http://127\.0\.0\.1:\d+)", line)
+            url = match and match.group(1)
+        models = httpx.get(f"{url}/v1/models", timeout=60).json()["data"]
+        assert {(m["id"], m["backend"]) for m in models} == {("tiny", "cpu"), ("tiny-2", "eager")}
+        r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny", "input": "Hello."}, timeout=60)
+        assert r.status_code == 200 and r.content[:4] == b"RIFF"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

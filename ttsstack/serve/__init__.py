@@ -1,0 +1,26 @@
+"""The HTTP server: OpenAI-compatible speech streamed from several addons in one process.
+
+``create_app(voices, limits)`` builds the FastAPI application around loaded
+:class:`~ttsstack.runtime.Voice` objects (one per addon, each on its own
+backend); ``ttsstack serve`` loads them and runs it on uvicorn. Endpoints:
+``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``.
+
+The configuration names (:class:`Limits`, :class:`AddonSource`, ...) import
+without the server's dependencies, so the CLI can describe them where the
+``serve`` extra is not installed; ``create_app`` is imported on first use.
+"""
+
+from typing import Any
+
+from .config import AddonSource, Limits, parse_addon_source, require_unique_names
+
+__all__ = ["AddonSource", "Limits", "create_app", "parse_addon_source", "require_unique_names"]
+
+
+def __getattr__(name: str) -> Any:
+    """``create_app``, imported on first access (it needs FastAPI)."""
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

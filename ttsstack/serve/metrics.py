@@ -1,0 +1,62 @@
+"""Prometheus metrics of one server, in a registry of its own (several apps may share a process).
+
+- ``ttsstack_requests_total{model, status}``: speech requests by the HTTP status
+  they were answered with (``model`` is empty when the request named no loaded one).
+- ``ttsstack_streams_total{model, outcome}``: audio streams that ``completed``,
+  were ``cancelled`` by the client hanging up (counted as soon as it is seen)
+  or ``failed`` inside the synthesis.
+- ``ttsstack_time_to_first_audio_seconds{model}``: from the request reaching
+  the route (queue wait included) to its first audio chunk being ready.
+- ``ttsstack_real_time_factor{model}``: seconds of audio per second of
+  synthesis (queue wait excluded), per completed stream.
+- ``ttsstack_active_streams{model}``, ``ttsstack_queue_depth{model}``: live
+  syntheses and requests waiting for a slot.
+- ``process_*``: the server's resident memory, CPU time, open files (Linux).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.exposition import generate_latest
+
+from .concurrency import AdmissionGate
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The ``Content-Type`` of :meth:`ServerMetrics.render`."""
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
+_RTF_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+class ServerMetrics:
+    """The metrics above; gauges read the admission gates' live counts when scraped."""
+
+    def __init__(self, gates: Mapping[str, AdmissionGate]):
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter(
+            "ttsstack_requests", "Speech requests by answered HTTP status.", ["model", "status"], registry=self.registry
+        )
+        self.streams = Counter(
+            "ttsstack_streams", "Audio streams by outcome: completed, cancelled, failed.", ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.time_to_first_audio = Histogram(
+            "ttsstack_time_to_first_audio_seconds", "Request arrival to first audio chunk ready, queue wait included.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.real_time_factor = Histogram(
+            "ttsstack_real_time_factor", "Seconds of audio per second of synthesis, per completed stream.",
+            ["model"], buckets=_RTF_BUCKETS, registry=self.registry,
+        )
+        active = Gauge("ttsstack_active_streams", "Syntheses running.", ["model"], registry=self.registry)
+        queued = Gauge("ttsstack_queue_depth", "Requests waiting for a synthesis slot.", ["model"], registry=self.registry)
+        for name, gate in gates.items():
+            active.labels(name).set_function(lambda gate=gate: gate.active)
+            queued.labels(name).set_function(lambda gate=gate: gate.waiting)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
