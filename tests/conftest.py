@@ -13,15 +13,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ttsstack.compiler import compile_addon
 
 from . import neuron_emulator
 from .tiny_addon import build_tiny_addon
+from .tiny_tacotron import build_tiny_tacotron
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ADDON = REPO / "addons" / "fastpitch-demo" / "addon"
+TACOTRON_ADDON = REPO / "addons" / "tacotron2-demo" / "addon"
 TEST_BACKENDS = ["cpu", "onnx", "onnx-static", "neuron"]
+TACOTRON_BACKENDS = ["cpu"]  # onnx/static wiring of the autoregressive decoder: see issue 4 notes
 REAL_NEURON = importlib.util.find_spec("torch_neuronx") is not None
 NO_NEURON = "torch-neuronx is not installed (Inferentia/Trainium hosts only); the neuron backend runs against tests/neuron_emulator.py here"
 
@@ -81,3 +85,35 @@ def tiny_compiled_copy(tiny_compiled, tmp_path) -> Path:
     dst = tmp_path / "compiled"
     shutil.copytree(tiny_compiled, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_tacotron(tmp_path_factory) -> Path:
+    """The tiny Tacotron-like source addon: its stop token fires after 3 frames per token."""
+    return build_tiny_tacotron(tmp_path_factory.mktemp("tiny-tacotron") / "addon")
+
+
+@pytest.fixture(scope="session")
+def tiny_tacotron_compiled(tiny_tacotron, tmp_path_factory) -> Path:
+    """The tiny Tacotron-like addon compiled for every test backend."""
+    out = tmp_path_factory.mktemp("tiny-tacotron-compiled") / "compiled"
+    compile_addon(tiny_tacotron, out, TACOTRON_BACKENDS, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tacotron_compiled(tmp_path_factory) -> Path:
+    """The bundled tacotron2-demo addon compiled for every test backend."""
+    out = tmp_path_factory.mktemp("tacotron-compiled") / "compiled"
+    compile_addon(TACOTRON_ADDON, out, TACOTRON_BACKENDS, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the module: a decoder step's ops are too small to split, and on a
+    busy host every extra thread's wait costs more than the op (over 100x per step measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -76,6 +76,32 @@ def test_state_pairs_are_checked():
         parse_spec(spec)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda step: step["states"].update(nope={"output": "new_step"}),
+         r"states\.nope: state input 'nope' is not an input of the network"),
+        (lambda step: step["states"]["step"].update(output="new_stepp"),
+         r"states\.step: state output 'new_stepp' is not an output of the network"),
+        (lambda step: step["outputs"]["new_hidden"].update(shape=[1, 9]),
+         r"states\.hidden: input shape \[1, 8\] does not match output 'new_hidden' shape \[1, 9\]"),
+        (lambda step: step["outputs"]["new_step"].update(dtype="int64"),
+         r"states\.step: input dtype float32 does not match output 'new_step' dtype int64"),
+    ],
+    ids=["input", "output", "shape", "dtype"],
+)
+def test_unpaired_states_fail_at_load_naming_the_state(tiny_tacotron, tmp_path, change, message):
+    import shutil
+
+    folder = tmp_path / "addon"
+    shutil.copytree(tiny_tacotron, folder)
+    data = yaml.safe_load((folder / "addon.yaml").read_text())
+    change(data["networks"]["decoder_step"])
+    (folder / "addon.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(AddonError, match=rf"addon\.yaml: networks\.decoder_step\.{message}"):
+        load_addon(folder)
+
+
 def test_lengths_input_must_exist():
     spec = _with(["networks", "text_encoder", "lengths"], "text_lengths")
     with pytest.raises(AddonError, match=r"networks\.text_encoder\.lengths: 'text_lengths' is not an input"):

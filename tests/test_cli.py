@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from ttsstack.cli import main
@@ -39,3 +40,16 @@ def test_compile_twice_says_up_to_date(tiny_addon, tmp_path, capsys):
 def test_bad_addon_is_a_clean_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path)]) == 2
     assert "not an addon folder" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_synthesize_and_inspect_the_tacotron_addon(tacotron_compiled, tmp_path, capsys):
+    wav = tmp_path / "taco.wav"
+    assert main(["synthesize", "--addon", str(tacotron_compiled), "--text", "Hello there.", "-o", str(wav)]) == 0
+    audio, rate = sf.read(wav)
+    assert rate == 22050 and len(audio) > 0
+    assert main(["inspect", str(tacotron_compiled)]) == 0
+    out = capsys.readouterr().out
+    for text in ("decoder_step [decoder_step, context unbounded]", "AutoregressiveDecoder decoder_step [8 states",
+                 "Postnet postnet [context 10]"):
+        assert text in out

@@ -2,8 +2,9 @@
 
 An addon is a folder holding ``addon.yaml`` and one ``torch.export`` program
 (``.pt2``) per named network. This module is the format and nothing else: it
-imports no other part of ttsstack, so authoring tools and the runtime share one
-definition of what a valid addon is.
+imports no other part of ttsstack but :mod:`ttsstack.recurrent` (the operators
+a program may contain, which imports only torch), so authoring tools and the
+runtime share one definition of what a valid addon is.
 
 Every validation error is an :class:`AddonError` whose message starts with the
 dotted path of the offending entry (``networks.decoder.inputs.frames.shape[1]:
@@ -19,6 +20,8 @@ from typing import Any, Literal, Mapping
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .recurrent import recurrent_as_ops
 
 ADDON_FILE = "addon.yaml"
 FORMAT_VERSION = 1
@@ -57,7 +60,11 @@ class TensorSpec(_Strict):
 
 
 class StateSpec(_Strict):
-    """A recurrent state: the output that becomes the named input at the next call."""
+    """A recurrent state: the output that becomes the named input at the next call.
+
+    Keyed by the state input's name in ``NetworkSpec.states``; ``init`` fills
+    the input at the first call. The pair must agree in shape and dtype.
+    """
 
     output: str
     init: float = 0.0
@@ -224,11 +231,13 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 raise AddonError(f"{path}: state input '{state_in}' is not an input of the network")
             if state.output not in net.outputs:
                 raise AddonError(f"{path}: state output '{state.output}' is not an output of the network")
-            if net.inputs[state_in].shape != net.outputs[state.output].shape:
+            given, taken = net.inputs[state_in], net.outputs[state.output]
+            if given.shape != taken.shape:
                 raise AddonError(
-                    f"{path}: input shape {net.inputs[state_in].shape} does not match "
-                    f"output '{state.output}' shape {net.outputs[state.output].shape}"
+                    f"{path}: input shape {given.shape} does not match output '{state.output}' shape {taken.shape}"
                 )
+            if given.dtype != taken.dtype:
+                raise AddonError(f"{path}: input dtype {given.dtype} does not match output '{state.output}' dtype {taken.dtype}")
 
 
 class Addon:
@@ -297,7 +306,9 @@ def write_addon(
     modules whose ``forward`` takes the spec's inputs as keyword arguments in
     spec order; ``example_inputs`` gives one example per network. Dynamic
     shapes come from the spec's named dims, so a program accepts exactly what
-    its spec declares. The folder is written afresh.
+    its spec declares. Every ``nn.LSTM``/``nn.GRU`` is exported as a ttsstack
+    operator (:func:`~ttsstack.recurrent.recurrent_as_ops`) so that its time
+    axis stays dynamic. The folder is written afresh.
     """
     parsed = parse_spec(spec)
     missing = set(parsed.networks) - set(modules)
@@ -312,7 +323,8 @@ def write_addon(
         module = modules[name].eval()
         args = tuple(example_inputs[name][i] for i in net.inputs)
         dynamic = dynamic_shapes_for(parsed, name)
-        program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
+        with recurrent_as_ops(module):
+            program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
         path = addon.resolve(net.file, f"networks.{name}.file")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(program, str(path))

@@ -9,6 +9,7 @@ import torch
 
 from ..runtime.registry import BACKENDS
 from .base import Backend, ModuleRunner, NetworkArtifacts, example_inputs
+from .lowering import lower_to_aten
 
 TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the graph
 
@@ -17,6 +18,8 @@ TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the gra
 class CpuBackend(Backend):
     """``torch.jit.trace`` of ``ExportedProgram.module()``, frozen, loaded with ``torch.jit.load``.
 
+    ttsstack's recurrent operators are lowered to their ATen kernels first, so
+    the artifact holds ``aten::lstm``/``aten::gru`` with a dynamic time axis.
     Tracing records ATen ops for one example; the compiler validates the
     artifact at other lengths right after, so a graph that baked a length in
     is caught at compile time, not in production.
@@ -37,7 +40,7 @@ class CpuBackend(Backend):
         args = tuple(example_inputs(spec, sizes).values())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(program.module(), args, check_trace=False, strict=False)
+            traced = torch.jit.trace(lower_to_aten(program.module()), args, check_trace=False, strict=False)
         traced = torch.jit.freeze(traced.eval())
         torch.jit.save(traced, str(out))
 

@@ -153,6 +153,17 @@ def require_upstream(block: Block, upstream: str | None, expected: str) -> None:
         raise StackError(f"{block.label}: consumes stream '{expected}' but the block before it produces '{upstream}'")
 
 
+def single_network(ctx: "BuildContext", role: str, path: str) -> str:
+    """The addon's one network with ``role``, for a block whose ``network:`` is left out."""
+    found = list(ctx.spec.networks_with_role(role))
+    if len(found) != 1:
+        raise StackError(
+            f"{path}: needs 'network:' since the addon has {len(found)} networks with role '{role}'"
+            + (f" ({', '.join(found)})" if found else "")
+        )
+    return found[0]
+
+
 def config_of(block_cls: type[Block], raw: dict[str, Any], path: str) -> BlockConfig:
     """Validate a block's raw config dict into its ``Config`` model, errors prefixed by ``path``."""
     from pydantic import ValidationError

@@ -6,7 +6,17 @@ import torch
 
 from ..network import with_length_inputs
 from ..registry import BLOCKS
-from .base import BlockConfig, StackError, Stream, StreamableBlock, TensorInfo, Tensors, Wiring, require_upstream
+from .base import (
+    BlockConfig,
+    StackError,
+    Stream,
+    StreamableBlock,
+    TensorInfo,
+    Tensors,
+    Wiring,
+    require_upstream,
+    single_network,
+)
 from .windows import chunk_sizes, run_whole, stream_windows
 
 
@@ -31,7 +41,7 @@ class Decoder(StreamableBlock):
 
     def __init__(self, config, ctx, path):
         super().__init__(config, ctx, path)
-        name = config.network or self._only_network(ctx, path)
+        name = config.network or single_network(ctx, self.role, path)
         self.runner = ctx.runner(name, f"{path}.network")
         self.spec = self.runner.spec
         self.network = name
@@ -47,15 +57,6 @@ class Decoder(StreamableBlock):
         self.max_window = ctx.spec.dims[named[0][1]].max if named else 1 << 31
         if self.spec.bounded and self.max_window <= 2 * self.spec.context:
             raise StackError(f"{path}: dim max {self.max_window} leaves no room for context {self.spec.context} on each side")
-
-    def _only_network(self, ctx, path: str) -> str:
-        found = list(ctx.spec.networks_with_role(self.role))
-        if len(found) != 1:
-            raise StackError(
-                f"{path}: needs 'network:' since the addon has {len(found)} networks with role '{self.role}'"
-                + (f" ({', '.join(found)})" if found else "")
-            )
-        return found[0]
 
     def describe(self) -> str:
         return f"{self.config.type} {self.network} [context {self.spec.context}]"
@@ -84,3 +85,15 @@ class Decoder(StreamableBlock):
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""
         return self.runner(with_length_inputs(self.spec, inputs, length, length))[self.config.mel]
+
+
+@BLOCKS.register("Postnet")
+class Postnet(Decoder):
+    """A :class:`Decoder` whose network defaults to the one with role ``postnet``.
+
+    It refines the frames an earlier block streams (``frames`` in, ``mel``
+    out), e.g. after an ``AutoregressiveDecoder``; with a bounded ``context``
+    the overlapped windows make the streamed result equal the whole-utterance one.
+    """
+
+    role = "postnet"

@@ -1,0 +1,149 @@
+"""Build the tacotron2-demo addon folder from ``model.py`` and ``weights.safetensors``.
+
+Usage: python addons/tacotron2-demo/build_addon.py [--weights FILE] [--out DIR] [--seed N]
+
+Without a weights file, seeded random weights are created (with the stop token
+engineered to fire, see ``model.engineer_stop_token``) and saved first, so the
+addon is reproducible. The addon is what ships: ``addon.yaml`` plus one
+``torch.export`` program per network; no code from this folder is needed to
+run it. The encoder's BiLSTM is exported as a ttsstack operator, so its
+``T_text`` stays dynamic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from model import (  # noqa: E402
+    ATTENTION,
+    ATTENTION_RNN,
+    DECODER_RNN,
+    MEMORY,
+    Tacotron2Demo,
+    engineer_stop_token,
+)
+
+import ttsstack  # noqa: E402
+
+SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,;:!?'-"
+N_MELS = 80
+MAX_DECODER_STEPS = 1500
+
+# decoder_step state: input name -> (output name, shape); the frame fed back is a state like the others
+STATES = {
+    "previous_frame": ("frame", [1, 1, N_MELS]),
+    "attention_hidden": ("next_attention_hidden", [1, ATTENTION_RNN]),
+    "attention_cell": ("next_attention_cell", [1, ATTENTION_RNN]),
+    "decoder_hidden": ("next_decoder_hidden", [1, DECODER_RNN]),
+    "decoder_cell": ("next_decoder_cell", [1, DECODER_RNN]),
+    "attention_weights": ("next_attention_weights", [1, "T_text"]),
+    "attention_weights_cum": ("next_attention_weights_cum", [1, "T_text"]),
+    "attention_context": ("next_attention_context", [1, MEMORY]),
+}
+
+
+def _tensor(shape: list, dtype: str = "float32") -> dict:
+    return {"shape": shape, "dtype": dtype}
+
+
+def addon_spec() -> dict:
+    """The ``addon.yaml`` content of the demo."""
+    step_inputs = {name: _tensor(shape) for name, (_, shape) in STATES.items()}
+    step_inputs.update({
+        "memory": _tensor([1, "T_text", MEMORY]),
+        "processed_memory": _tensor([1, "T_text", ATTENTION]),
+        "memory_mask": _tensor([1, "T_text"], "bool"),
+    })
+    step_outputs = {"frame": _tensor([1, 1, N_MELS]), "stop": _tensor([1, 1])}
+    step_outputs.update({out: _tensor(shape) for name, (out, shape) in STATES.items() if out != "frame"})
+    return {
+        "format": 1,
+        "name": "tacotron2-demo",
+        "audio": {"sample_rate": 22050, "hop_length": 256, "win_length": 1024, "n_fft": 1024,
+                  "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
+        "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
+        "networks": {
+            "encoder": {
+                "role": "encoder", "file": "networks/encoder.pt2", "context": "unbounded",
+                "lengths": "text_lengths", "mask": "text_mask",
+                "inputs": {"tokens": _tensor([1, "T_text"], "int64"), "text_lengths": _tensor([1], "int64"),
+                           "text_mask": _tensor([1, "T_text"], "bool")},
+                "outputs": {"memory": _tensor([1, "T_text", MEMORY]),
+                            "processed_memory": _tensor([1, "T_text", ATTENTION])},
+            },
+            "decoder_step": {
+                "role": "decoder_step", "file": "networks/decoder_step.pt2", "context": "unbounded",
+                "mask": "memory_mask",
+                "inputs": step_inputs,
+                "outputs": step_outputs,
+                "states": {name: {"output": out, "init": 0.0} for name, (out, _) in STATES.items()},
+            },
+            "postnet": {
+                "role": "postnet", "file": "networks/postnet.pt2", "context": 10,
+                "inputs": {"frames": _tensor([1, "T_frames", N_MELS])},
+                "outputs": {"mel": _tensor([1, "T_frames", N_MELS])},
+            },
+        },
+        "dims": {
+            "T_text": {"max": 256, "buckets": [32, 64, 128, 256]},
+            "T_frames": {"max": 16384, "buckets": [64, 128, 256]},
+        },
+        "stack": [{
+            "type": "StreamablePipeline",
+            "sequence_block": {"type": "Encoders"},
+            "streamable_block": {"type": "StreamableStack", "stack": [
+                {"type": "AutoregressiveDecoder", "threshold": 0.5, "max_decoder_steps": MAX_DECODER_STEPS},
+                {"type": "Postnet"},
+            ]},
+        }],
+    }
+
+
+def examples(text_length: int = 17, frames: int = 45) -> dict[str, dict[str, torch.Tensor]]:
+    """One example input per network, for export."""
+    step = {name: torch.zeros([text_length if d == "T_text" else d for d in shape]) for name, (_, shape) in STATES.items()}
+    step.update({
+        "memory": torch.randn(1, text_length, MEMORY),
+        "processed_memory": torch.randn(1, text_length, ATTENTION),
+        "memory_mask": torch.ones(1, text_length, dtype=torch.bool),
+    })
+    return {
+        "encoder": {"tokens": torch.randint(1, len(SYMBOLS), (1, text_length)),
+                    "text_lengths": torch.tensor([text_length]),
+                    "text_mask": torch.ones(1, text_length, dtype=torch.bool)},
+        "decoder_step": step,
+        "postnet": {"frames": torch.randn(1, frames, N_MELS)},
+    }
+
+
+def main() -> None:
+    """Parse arguments, load or create weights, export the networks, write the addon."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors")
+    parser.add_argument("--out", type=Path, default=HERE / "addon")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    model = Tacotron2Demo(n_symbols=len(SYMBOLS), n_mels=N_MELS).eval()
+    if args.weights.is_file():
+        model.load_state_dict(load_file(str(args.weights)))
+    else:
+        engineer_stop_token(model)
+        save_file(model.state_dict(), str(args.weights))
+        print(f"created seeded weights {args.weights}")
+    modules = {"encoder": model.encoder, "decoder_step": model.decoder_step, "postnet": model.postnet}
+    ttsstack.write_addon(args.out, addon_spec(), modules, examples())
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
