@@ -1,21 +1,25 @@
-"""Build the fastpitch-demo addon folder from ``model.py`` and ``weights.safetensors``.
+"""Build the fastpitch-demo addon folder from ``model.py`` and the trained weights.
 
-Usage: python addons/fastpitch-demo/build_addon.py [--weights FILE] [--out DIR] [--seed N]
+Usage: python addons/fastpitch-demo/build_addon.py [--out DIR]
+       python addons/fastpitch-demo/build_addon.py --random [--seed N] --out DIR
 
-Without a weights file, seeded random weights are created and saved first, so
-the addon is reproducible. The addon is what ships: ``addon.yaml`` plus one
-``torch.export`` program per network; no code from this folder is needed to
-run it.
+By default the weights trained on espeak-ng speech (``weights.safetensors``,
+made by ``training/train.py``) and their phoneme table (``symbols.json``) give
+an addon with the ``phonemes`` frontend. ``--random`` builds seeded random
+weights with the ``characters`` frontend instead (no espeak-ng needed). The
+addon is what ships: ``addon.yaml`` plus one ``torch.export`` program per
+network; no code from this folder is needed to run it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -68,29 +72,41 @@ def addon_spec(channels: int, frontend: dict | None = None) -> dict:
     }
 
 
+def phoneme_frontend(table: Path) -> dict:
+    """The ``frontend`` entry for a ``symbols.json`` phoneme table written by training."""
+    data = json.loads(table.read_text())
+    return {"type": "phonemes", "symbols": data["symbols"], "pad": data["pad"],
+            "voice": data["espeak"]["voice"], "espeak_version": data["espeak"]["version"]}
+
+
 def main() -> None:
-    """Parse arguments, load or create weights, export the networks, write the addon."""
+    """Parse arguments, load trained (or make random) weights, export the networks, write the addon."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors")
+    parser.add_argument("--symbols", type=Path, default=HERE / "symbols.json")
     parser.add_argument("--out", type=Path, default=HERE / "addon")
+    parser.add_argument("--random", action="store_true", help="seeded random weights, characters frontend")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    model = FastPitchDemo(n_symbols=len(SYMBOLS), n_mels=N_MELS).eval()
-    if args.weights.is_file():
-        model.load_state_dict(load_file(str(args.weights)))
+    if args.random:
+        frontend = {"type": "characters", "symbols": SYMBOLS, "pad": "_"}
+        n_symbols = len(SYMBOLS)
+        model = FastPitchDemo(n_symbols=n_symbols, n_mels=N_MELS).eval()
     else:
-        save_file(model.state_dict(), str(args.weights))
-        print(f"created seeded weights {args.weights}")
+        frontend = phoneme_frontend(args.symbols)
+        n_symbols = len(frontend["symbols"])
+        model = FastPitchDemo(n_symbols=n_symbols, n_mels=N_MELS).eval()
+        model.load_state_dict(load_file(str(args.weights)))
     channels = model.decoder.proj.in_features
     examples = {
-        "text_encoder": {"tokens": torch.randint(0, len(SYMBOLS), (1, 17)), "text_mask": torch.ones(1, 17)},
+        "text_encoder": {"tokens": torch.randint(0, n_symbols, (1, 17)), "text_mask": torch.ones(1, 17)},
         "duration_encoder": {"encoded": torch.randn(1, 17, channels), "text_mask": torch.ones(1, 17)},
         "decoder": {"frames": torch.randn(1, 45, channels), "frames_mask": torch.ones(1, 45)},
     }
     modules = {"text_encoder": model.text_encoder, "duration_encoder": model.duration_encoder, "decoder": model.decoder}
-    ttsstack.write_addon(args.out, addon_spec(channels), modules, examples)
+    ttsstack.write_addon(args.out, addon_spec(channels, frontend), modules, examples)
     print(f"wrote {args.out}")
 
 

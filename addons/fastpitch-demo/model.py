@@ -6,7 +6,7 @@ streaming possible):
 
 - ``TextEncoder``: token ids ``[1, T_text]`` -> ``encoded`` ``[1, T_text, C]``
 - ``DurationEncoder``: ``encoded`` -> ``durations`` ``[1, T_text]`` in frames,
-  squashed into the speech-like range 2..15 frames per symbol
+  squashed into 0..32 frames per symbol (espeak-ng phonemes last 0 to 31 frames)
 - ``Decoder``: upsampled ``frames`` ``[1, T_frames, C]`` -> ``mel`` ``[1, T_frames, n_mels]``
 
 The receptive radius of each network is ``layers * (kernel_size // 2)``; the
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 CHANNELS = 192
-MIN_FRAMES_PER_SYMBOL = 2.0
-MAX_FRAMES_PER_SYMBOL = 15.0
+MIN_FRAMES_PER_SYMBOL = 0.0
+MAX_FRAMES_PER_SYMBOL = 32.0
 
 
 class ConvBlock(nn.Module):

@@ -76,3 +76,19 @@ def test_unsplit_synthesis_runs_fewer_longer_pieces(tiny_compiled):
     assert len(list(split.frontend.pieces(text, 256))) == 3
     assert len(list(packed.frontend.pieces(text, 256, pack=True))) == 1
     assert len(packed.synthesize(text)) > 0
+
+
+def test_phoneme_frontend_uses_the_trained_table():
+    import json
+    from pathlib import Path
+
+    from ttsstack.runtime.frontend import PhonemesFrontend
+
+    pytest.importorskip("espeakng_loader", reason="espeak-ng comes with the [espeak] extra")
+    table = json.loads((Path(__file__).resolve().parents[2] / "addons" / "fastpitch-demo" / "symbols.json").read_text())
+    frontend = PhonemesFrontend({"type": "phonemes", "symbols": table["symbols"], "pad": table["pad"]})
+    ids = frontend.encode("Hello world.")
+    assert [table["symbols"][i] for i in ids] == ["_", "h", "@", "l", "'oU", "w", "'3:", "l", "d", "_:"]
+    assert 0 not in ids  # the pad id is never produced
+    with pytest.warns(UserWarning, match="dropping phonemes not in the symbol table: 'A: _: h"):
+        assert PhonemesFrontend({"type": "phonemes", "symbols": ["<pad>", "_", "@"], "pad": "<pad>"}).encode("ha") == [1]

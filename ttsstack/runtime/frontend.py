@@ -142,3 +142,40 @@ class CharactersFrontend(Frontend):
 def build_frontend(config: dict[str, Any]) -> Frontend:
     """The registered frontend named by ``config['type']``."""
     return FRONTENDS.get(config["type"])(config)
+
+
+@FRONTENDS.register("phonemes")
+class PhonemesFrontend(Frontend):
+    """espeak-ng phonemes looked up in a symbol list (``ttsstack.runtime.phonemes``).
+
+    Config: ``symbols`` (a list; a phoneme's id is its index), ``pad`` (never
+    produced), ``voice`` (espeak-ng voice, default ``en-us``), and optionally
+    ``espeak_version``, the version the table was made with: a different
+    installed espeak-ng gets a warning, since its phoneme names may differ.
+    Phonemes not in the table are dropped with one warning per new phoneme.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        super().__init__(config)
+        from . import phonemes
+
+        self._phonemize = phonemes.phonemize
+        symbols = config.get("symbols")
+        if not isinstance(symbols, list) or not symbols:
+            raise FrontendError("frontend.symbols: a non-empty list of phoneme symbols is required")
+        self.ids = {s: i for i, s in enumerate(symbols) if s != config.get("pad")}
+        self.voice = config.get("voice", phonemes.DEFAULT_VOICE)
+        wanted = config.get("espeak_version")
+        installed = phonemes.espeak_info().get("version")
+        if wanted and installed != wanted:
+            warnings.warn(f"frontend: symbols were made with espeak-ng {wanted}, this host has {installed}", stacklevel=2)
+        self._warned: set[str] = set()
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the known phonemes of ``text``."""
+        symbols = self._phonemize(text, self.voice)
+        unknown = sorted({s for s in symbols if s not in self.ids} - self._warned)
+        if unknown:
+            self._warned.update(unknown)
+            warnings.warn(f"frontend: dropping phonemes not in the symbol table: {' '.join(unknown)}", stacklevel=3)
+        return [self.ids[s] for s in symbols if s in self.ids]
