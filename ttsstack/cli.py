@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import backends  # noqa: F401  (registration)
 from .addon import AddonError, load_addon
@@ -132,6 +134,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after,
     )
     options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
+    streams = args.max_concurrent * len(sources)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // streams)
+    torch.set_num_threads(threads)
+    print(f"{threads} intra-op thread(s) per stream, up to {streams} streams at once", flush=True)
     voices = []
     for source in sources:
         voice = load(source.folder, backend=source.backend, options=options)
@@ -236,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s, help="Retry-After seconds of a 429")
     p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
     p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="PyTorch intra-op threads (default: cores / streams at once, so streams do not oversubscribe)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
