@@ -23,3 +23,31 @@ def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
     assert systems == {"naive-eager", "ttsstack-cpu"}
     assert all(row["first_audio_s"] <= row["total_s"] for row in report["rows"])
     assert "first audio" in result.stdout and report["targets"]
+
+
+def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "static_overhead.py"), "--quick",
+         "--addon", str(tiny_compiled), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "static_overhead.json").read_text())
+    assert {row["system"] for row in report["rows"]} == {"onnx", "onnx-static"}
+    dims = {"T_text", "T_frames"}
+    assert set(report["current"]) == dims == set(report["suggestions"]) == set(report["recommended"])
+    for row in report["rows"]:
+        if row["system"] == "onnx-static":
+            for dim in dims:
+                assert 0 <= row[dim]["padding_share"] <= 1
+                assert row[dim]["valid_steps"] <= row[dim]["computed_steps"]
+    for dim, options in report["suggestions"].items():
+        assert options
+        for option in options:
+            assert option["buckets"] == sorted(option["buckets"]) and len(option["buckets"]) <= option["k"]
+            assert option["buckets"][-1] <= report["dim_max"][dim]
+            assert 0 <= option["padding_share"] <= 1
+        # the current sets are multiples of --align with at most --max-buckets sizes: inside the search space
+        assert min(o["computed_steps"] for o in options) <= report["current"][dim]["computed_steps"]
+    assert "ttsstack compile" in report["command"] and "--buckets T_text=" in report["command"]
