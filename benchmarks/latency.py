@@ -9,11 +9,11 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
   once on the whole utterance (sentences packed up to what the networks
   accept), then the vocoder on the whole mel: what a team does without a
   framework. Its first audio is its total time.
-- ``whole-<backend>``: the same whole-utterance calls on a backend's artifacts
-  (``whole-onnx`` is plain ONNX Runtime on the ONNX files).
+- ``whole-onnx``: the same whole-utterance calls in plain ONNX Runtime on the
+  ONNX artifacts.
 - ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
 
-Each cell is the median of several runs after one warm-up. Peak memory is the
+Each cell is the median of several runs, after a warm-up run per system. Peak memory is the
 process's peak resident set during the run (Linux ``VmHWM``, reset before each
 run through ``/proc/self/clear_refs``), which includes the loaded models. Prints a table and
 the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
@@ -101,8 +101,7 @@ def run_whole(voice, text: str) -> dict[str, float]:
 
 
 def measure(addon: str, system: str, voice, runner, text: str, runs: int, sample_rate: int) -> Measurement:
-    """Warm up once, then take the median of ``runs`` timed runs."""
-    runner(voice, text)
+    """The median of ``runs`` timed runs (the voice is warm: see :func:`main`)."""
     results, peaks = [], []
     for _ in range(runs):
         _reset_peak_rss()
@@ -120,9 +119,8 @@ def measure(addon: str, system: str, voice, runner, text: str, runs: int, sample
 def systems(compiled: Path, backends: list[str]):
     """(name, voice, runner) for the naive baseline, whole-utterance backends and streaming backends."""
     yield "naive-eager", ttsstack.load(compiled, "eager", WHOLE, compile_if_needed=False), run_whole
-    for backend in backends:
-        if backend != "cpu":
-            yield f"whole-{backend}", ttsstack.load(compiled, backend, WHOLE, compile_if_needed=False), run_whole
+    if "onnx" in backends:
+        yield "whole-onnx", ttsstack.load(compiled, "onnx", WHOLE, compile_if_needed=False), run_whole
     for backend in backends:
         yield f"ttsstack-{backend}", ttsstack.load(compiled, backend, compile_if_needed=False), run_streaming
 
@@ -198,8 +196,12 @@ def main() -> None:
     parser.add_argument("--backends", default="all", help="comma-separated backends (default: all available)")
     parser.add_argument("--addons", nargs="*", type=Path, default=ADDONS, help="source or compiled addon folders")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (median)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch intra-op threads (default 1: one stream's share of a serving host; "
+                             "more threads on a busy host oversubscribe the cores)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     backends = [b.name for b in resolve_backends(args.backends.split(","))]
     texts = sorted((HERE / "texts").glob("chars_*.txt"))
@@ -214,6 +216,7 @@ def main() -> None:
             compiled = args.out / "compiled" / source.parent.name
             compile_addon(source, compiled, backends, progress=False)
         for name, voice, runner in systems(compiled, backends):
+            runner(voice, texts[0].read_text().strip())  # warm-up: first calls of every stage
             for path in texts:
                 text = path.read_text().strip()
                 rows.append(measure(voice.spec.name, name, voice, runner, text, args.runs, voice.sample_rate))
