@@ -148,11 +148,18 @@ def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: P
 
 
 def ort_session(path: Path, provider: str, provider_options: dict[str, str] | None = None):
-    """An ONNX Runtime session of one artifact on ``provider`` (the CPU provider as fallback)."""
+    """An ONNX Runtime session of one artifact on ``provider`` (the CPU provider as fallback).
+
+    Its CPU thread pool follows PyTorch's intra-op setting (``torch.set_num_threads``
+    before loading), so one knob sizes every backend; a static addon has many
+    sessions and each would otherwise start a pool as large as the machine.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only; the provider choice is logged here
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
     providers: list = [CPU] if provider == CPU else [(provider, provider_options or {}), CPU]
     return onnxruntime.InferenceSession(str(path), options, providers=providers)
 
