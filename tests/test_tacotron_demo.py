@@ -79,7 +79,9 @@ def _whole_utterance(voice: Voice, text: str) -> np.ndarray:
             frames.append(out["frame"])
             if torch.sigmoid(out["stop"]).item() > 0.5:
                 break
-        return run["postnet"]({"frames": torch.cat(frames, dim=1)})["mel"][0].numpy()
+        frames = torch.cat(frames, dim=1)
+        postnet = with_length_inputs(run["postnet"].spec, {"frames": frames}, frames.shape[1], frames.shape[1])
+        return run["postnet"](postnet)["mel"][0].numpy()
 
 
 @pytest.fixture(scope="module")
