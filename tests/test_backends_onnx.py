@@ -80,6 +80,16 @@ def test_exporter_registry_is_shared_only_during_export(tiny_addon, tmp_path):
                                  spec, tmp_path / name)
     assert _registration.ONNXRegistry.__dict__["from_torchlib"] is original
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    cached = [target for registry in onnx_backend._REGISTRIES.values() for target in registry.functions]
+    assert cached and not [t for t in cached if "ttsstack" in str(t)]  # each export's custom translations stay its own
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-static"])
+def test_recurrent_layers_become_onnx_lstm(tiny_tacotron_compiled, backend):
+    entries = [a for a in read_manifest(tiny_tacotron_compiled).for_backend(backend) if a.network == "encoder"]
+    for entry in entries:
+        ops = {node.op_type for node in onnx.load(str(tiny_tacotron_compiled / entry.file)).graph.node}
+        assert "LSTM" in ops, entry.file
 
 
 def _decoder_session(tiny_compiled, backend):

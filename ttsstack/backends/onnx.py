@@ -1,9 +1,12 @@
 """The ``onnx`` backend: ONNX with dynamic axes, run by ONNX Runtime on the CUDA or the CPU execution provider.
 
 Compile exports the exported program itself with ``torch.onnx.export(...,
-dynamo=True)``, which keeps its dims symbolic; the symbolic axes are then
-renamed after the addon's named dims (``T_text``, ``T_frames``), so the ONNX
-file reads like ``addon.yaml``. Artifacts are single files (weights inside).
+dynamo=True)``, which keeps its dims symbolic; ttsstack's recurrent operators
+become ONNX ``LSTM``/``GRU`` through
+:func:`~ttsstack.backends.onnx_translations.custom_translation_table`. The
+symbolic axes are then renamed after the addon's named dims (``T_text``,
+``T_frames``), so the ONNX file reads like ``addon.yaml``. Artifacts are single
+files (weights inside).
 
 At run time the CUDA execution provider is used when the installed
 onnxruntime has it (``pip install 'ttsstack[gpu]'``) and the host has a GPU,
@@ -17,6 +20,7 @@ network call, outputs allocated on the device by ONNX Runtime.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import logging
@@ -96,9 +100,10 @@ def _shared_torchlib_registry():
     """Build torch.onnx's table of ATen-to-ONNX functions once per process instead of once per export.
 
     ``torch.onnx.export`` rebuilds that table (parsing every torchlib function,
-    seconds each time) on every call, though it only reads it when no custom
-    translation table is given, which is how ttsstack calls it. The patch is
-    undone on exit and skipped when this torch has no such table.
+    seconds each time) on every call, then registers the custom translations
+    into it. Each export gets its own copy of the cached table, so those
+    registrations never pile up in the cache. The patch is undone on exit and
+    skipped when this torch has no such table.
     """
     try:
         from torch.onnx._internal.exporter import _registration
@@ -112,7 +117,9 @@ def _shared_torchlib_registry():
         key = (args, tuple(sorted(kwargs.items())))
         if key not in _REGISTRIES:
             _REGISTRIES[key] = build.__func__(cls, *args, **kwargs)
-        return _REGISTRIES[key]
+        registry = copy.copy(_REGISTRIES[key])
+        registry.functions = {target: list(found) for target, found in registry.functions.items()}
+        return registry
 
     _registration.ONNXRegistry.from_torchlib = classmethod(cached)
     try:
@@ -124,14 +131,19 @@ def _shared_torchlib_registry():
 def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: Path) -> None:
     """``torch.onnx.export(dynamo=True)`` of ``model`` to ``out``, tensors named as in the spec.
 
+    ttsstack's operators are translated by
+    :func:`~ttsstack.backends.onnx_translations.custom_translation_table`.
     Symbolic axes of the inputs are renamed to the spec's dim names wherever
     they appear (inputs, outputs, intermediate shapes).
     """
     import onnx
 
+    from .onnx_translations import custom_translation_table
+
     with _quiet_exporter(), _shared_torchlib_registry():
         program = torch.onnx.export(
-            model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs), verbose=False
+            model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs),
+            custom_translation_table=custom_translation_table(), verbose=False,
         )
     proto = program.model_proto
     names: dict[str, str] = {}
