@@ -1,12 +1,23 @@
 """Host overhead per step of the AutoregressiveDecoder block.
 
-Usage: python benchmarks/ar_step_overhead.py [--addon DIR] [--backend cpu --backend eager]
+Usage: python benchmarks/ar_step_overhead.py [--addon DIR] [--backend cpu --backend onnx ...]
        [--steps 300] [--repeats 5] [--threads 1] [--text TEXT]
 
 The encoder runs once; then the block decodes exactly ``--steps`` steps (its
-stop token disabled), and every network call inside it is timed. The host
-overhead per step is the block's time per step minus the network's: state
-hand-over, the stop check, chunking and the generator. Prints a table and
+stop token disabled), and every call of its bound step (the runner called with
+the memory bound, see ``ttsstack.runtime.network.bind_inputs``) is timed; then
+the bare network (the TorchScript module or the ORT session) is run as many
+times on the last step's inputs (a step costs the same whatever the values).
+Per step:
+
+- block overhead: the block's time minus the step calls' (state hand-over, the
+  stop check, chunking, the generator);
+- runner overhead: the step call's time minus the bare network's (tensor to
+  numpy views, feeds, bucket dispatch, I/O binding);
+- host overhead: both together.
+
+Any backend the addon is compiled for (a source addon is compiled into the
+cache first) works: cpu, eager, onnx, onnx-static, neuron. Prints a table and
 writes ``benchmarks/results/ar_step_overhead.json``.
 """
 
@@ -26,9 +37,14 @@ import torch
 
 import ttsstack
 from ttsstack.addon import parse_spec
+from ttsstack.backends.base import ModuleRunner
+from ttsstack.backends.onnx import OrtRunner, host_array
+from ttsstack.backends.static import StaticRunner
 from ttsstack.runtime import Voice
 from ttsstack.runtime.blocks.autoregressive import AutoregressiveDecoder, DecoderCapWarning
 from ttsstack.runtime.blocks.containers import StreamablePipeline
+from ttsstack.runtime.network import step_length
+from ttsstack.runtime.registry import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "ar_step_overhead.json"
@@ -49,52 +65,108 @@ def forced(voice: Voice, steps: int) -> Voice:
                 force(value)
 
     force(data["stack"])
-    return Voice(parse_spec(data), voice.runners, backend=voice.backend)
+    variants = BACKENDS.get(voice.backend).block_variants
+    return Voice(parse_spec(data), voice.runners, variants, voice.options, voice.backend)
+
+
+def bare_network(runner, inputs: dict[str, torch.Tensor]):
+    """A call of the bare network under ``runner`` on ``inputs`` converted in advance, or None where unreachable.
+
+    The TorchScript module (cpu, eager, neuron) or the ORT session (onnx backends), of the inputs' bucket on static ones.
+    """
+    if isinstance(runner, StaticRunner):
+        runner = runner.by_size[step_length(runner.spec, inputs) if runner.dim else None]
+    if isinstance(runner, ModuleRunner):
+        args = tuple(inputs[n] for n in runner.input_names)
+        return lambda: runner.module(*args)
+    if isinstance(runner, OrtRunner):
+        feeds = {n: host_array(inputs[n]) for n in runner.spec.inputs}
+        return lambda: runner.session.run(runner.output_names, feeds)
+    return None
 
 
 def measure(voice: Voice, text: str, steps: int) -> dict[str, float]:
-    """One forced decode: seconds per step through the block and inside the network calls."""
+    """One forced decode: seconds per step through the block (``block``), inside its step calls (``step``), and in
+    the bare network (``bare``, None where the runner hides it)."""
     tree = [block for _, block in voice.tree()]
     pipeline = next(b for b in tree if isinstance(b, StreamablePipeline))
     block = next(b for b in tree if isinstance(b, AutoregressiveDecoder))
     tokens = next(voice.frontend.pieces(text, voice.max_tokens))
-    network = []
-    call = block.runner
+    step_times, last = [], {}
+    bind = block.bind_step
 
-    def timed(inputs):
-        start = time.perf_counter()
-        out = call(inputs)
-        network.append(time.perf_counter() - start)
-        return out
+    def timed_bind(prepared):
+        step = bind(prepared)
+        last.update(prepared)
 
-    block.runner = timed
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DecoderCapWarning)
-        env = {"tokens": tokens, **pipeline.sequence.run({"tokens": tokens})}
-        start = time.perf_counter()
-        frames = sum(chunk.shape[1] for chunk in block.stream(env, None))
-        total = time.perf_counter() - start
-    assert len(network) == steps and frames >= steps
-    return {"block": total / steps, "network": sum(network) / steps}
+        def timed(states):
+            start = time.perf_counter()
+            out = step(states)
+            step_times.append(time.perf_counter() - start)
+            last.update(states)  # only the latest: keeping every step's tensors would slow the steps down
+            return out
+
+        return timed
+
+    block.bind_step = timed_bind
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DecoderCapWarning)
+            env = {"tokens": tokens, **pipeline.sequence.run({"tokens": tokens})}
+            start = time.perf_counter()
+            frames = sum(chunk.shape[1] for chunk in block.stream(env, None))
+            total = time.perf_counter() - start
+    finally:
+        del block.bind_step  # the class's method again, for the next measurement
+    assert len(step_times) == steps and frames >= steps
+    with torch.inference_mode():
+        call = bare_network(block.runner, last)
+        bare = None
+        if call is not None:
+            start = time.perf_counter()
+            for _ in range(steps):
+                call()
+            bare = (time.perf_counter() - start) / steps
+    return {"block": total / steps, "step": sum(step_times) / steps, "bare": bare}
 
 
 def run(addon: Path, backend: str, steps: int, repeats: int, text: str) -> dict:
-    """Median over ``repeats`` forced decodes (after one warm-up) on one backend."""
+    """Medians over ``repeats`` forced decodes (after one warm-up) on one backend, in microseconds per step."""
     voice = forced(ttsstack.load(addon, backend=backend), steps)
     measure(voice, text, steps)  # warm-up: first calls of a TorchScript module optimise it
     runs = [measure(voice, text, steps) for _ in range(repeats)]
-    block = statistics.median(r["block"] for r in runs)
-    network = statistics.median(r["network"] for r in runs)
-    overheads = sorted(r["block"] - r["network"] for r in runs)
-    return {
+
+    def median_us(values) -> float | None:
+        values = list(values)
+        return None if None in values else statistics.median(values) * 1e6
+
+    row = {
         "backend": backend,
         "steps": steps,
-        "block_us": block * 1e6,
-        "network_us": network * 1e6,
-        "overhead_us": statistics.median(overheads) * 1e6,
-        "overhead_min_us": overheads[0] * 1e6,
-        "overhead_pct": 100 * statistics.median(overheads) / block,
+        "block_us": median_us(r["block"] for r in runs),
+        "step_us": median_us(r["step"] for r in runs),
+        "bare_us": median_us(r["bare"] for r in runs),
+        "block_overhead_us": median_us(r["block"] - r["step"] for r in runs),
+        "runner_overhead_us": median_us(r["step"] - r["bare"] if r["bare"] else None for r in runs),
+        "host_overhead_us": median_us(r["block"] - r["bare"] if r["bare"] else None for r in runs),
     }
+    row["host_overhead_pct"] = 100 * row["host_overhead_us"] / row["block_us"] if row["host_overhead_us"] else None
+    return row
+
+
+COLUMNS = (  # row key, title, width; times in microseconds per step
+    ("block_us", "block", 8), ("step_us", "step", 8), ("bare_us", "bare net", 8), ("block_overhead_us", "block ovh", 9),
+    ("runner_overhead_us", "runner ovh", 10), ("host_overhead_us", "host ovh", 8), ("host_overhead_pct", "host %", 6),
+)
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as text, times in microseconds per step ('-' where the bare network cannot be reached)."""
+    lines = [f"{'backend':12s} {'steps':>5s} " + " ".join(title.rjust(width) for _, title, width in COLUMNS)]
+    for r in rows:
+        cells = (f"{r[key]:{width}.1f}" if r[key] is not None else "-".rjust(width) for key, _, width in COLUMNS)
+        lines.append(f"{r['backend']:12s} {r['steps']:5d} " + " ".join(cells))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -111,11 +183,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rows = [run(args.addon, b, args.steps, args.repeats, args.text) for b in args.backend or ["cpu", "eager"]]
-    print(f"{'backend':8s} {'steps':>5s} {'block us/step':>14s} {'network us/step':>16s} "
-          f"{'overhead us/step':>17s} {'(min)':>7s} {'overhead %':>11s}")
-    for r in rows:
-        print(f"{r['backend']:8s} {r['steps']:5d} {r['block_us']:14.1f} {r['network_us']:16.1f} "
-              f"{r['overhead_us']:17.1f} {r['overhead_min_us']:7.1f} {r['overhead_pct']:10.1f}%")
+    print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "ar_step_overhead",

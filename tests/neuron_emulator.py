@@ -3,7 +3,9 @@
 ``trace(module, example_inputs, compiler_workdir=...)`` returns TorchScript
 that runs ``module`` for exactly the traced input shapes and raises an error
 (``torch.jit.Error``) for any other, as a Neuron-compiled model does; it saves with
-``torch.jit.save`` and loads with ``torch.jit.load``. The tests install this
+``torch.jit.save`` and loads with ``torch.jit.load``. Like neuronx-cc, it
+refuses a module that calls an operator outside ATen (ttsstack's recurrent
+operators must be lowered before tracing). The tests install this
 module as ``torch_neuronx`` (see ``conftest.py``), so the neuron backend's
 compile, load, bucket dispatch and static blocks are exercised on any host.
 Nothing is compiled for a NeuronCore: numerics are the CPU's.
@@ -42,4 +44,7 @@ def trace(module: torch.nn.Module, example_inputs, compiler_workdir: str | None 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(module, inputs, check_trace=False, strict=False)
+    foreign = sorted({node.kind() for node in traced.inlined_graph.nodes() if node.kind().startswith("ttsstack::")})
+    if foreign:
+        raise RuntimeError(f"neuronx-cc: unsupported operator(s) {', '.join(foreign)}")
     return ShapeGuard(traced, [list(x.shape) for x in inputs])

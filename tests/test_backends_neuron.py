@@ -8,7 +8,10 @@ import pytest
 import torch
 
 import ttsstack
+from ttsstack.addon import load_addon
 from ttsstack.backends import BackendError
+from ttsstack.backends.base import example_inputs
+from ttsstack.backends.lowering import lower_to_aten
 from ttsstack.backends.neuron import NeuronBackend
 from ttsstack.compiler import compile_addon, read_manifest
 from ttsstack.parity import check_parity
@@ -32,6 +35,16 @@ def test_emulator_refuses_untraced_shapes():
     assert traced(torch.ones(1, 3, 4)).shape == (1, 3, 2)
     with pytest.raises(torch.jit.Error, match=r"input 0 has shape \[1, 5, 4\], but the model was traced for \[1, 3, 4\]"):
         traced(torch.ones(1, 5, 4))
+
+
+def test_recurrent_operators_are_lowered_before_the_trace(tiny_tacotron):
+    """neuronx-cc (and the emulator) know no ttsstack operator: the backend traces the ATen lowering."""
+    addon = load_addon(tiny_tacotron)
+    spec, program = addon.spec.networks["encoder"], addon.load_program("encoder")
+    args = tuple(example_inputs(spec, {"T_text": 8}).values())
+    with pytest.raises(RuntimeError, match=r"unsupported operator\(s\) ttsstack::lstm"):
+        trace(program.module(), args)
+    assert trace(lower_to_aten(program.module()), args)(*args).shape == (1, 8, 8)
 
 
 def test_saved_artifact_refuses_other_shapes_after_load(tiny_compiled):

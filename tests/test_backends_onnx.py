@@ -80,6 +80,16 @@ def test_exporter_registry_is_shared_only_during_export(tiny_addon, tmp_path):
                                  spec, tmp_path / name)
     assert _registration.ONNXRegistry.__dict__["from_torchlib"] is original
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    cached = [target for registry in onnx_backend._REGISTRIES.values() for target in registry.functions]
+    assert cached and not [t for t in cached if "ttsstack" in str(t)]  # each export's custom translations stay its own
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-static"])
+def test_recurrent_layers_become_onnx_lstm(tiny_tacotron_compiled, backend):
+    entries = [a for a in read_manifest(tiny_tacotron_compiled).for_backend(backend) if a.network == "encoder"]
+    for entry in entries:
+        ops = {node.op_type for node in onnx.load(str(tiny_tacotron_compiled / entry.file)).graph.node}
+        assert "LSTM" in ops, entry.file
 
 
 def _decoder_session(tiny_compiled, backend):
@@ -107,3 +117,52 @@ def test_cuda_graph_runner_reuses_its_buffers(tiny_compiled):
     for seed in (0, 1):
         inputs = {"frames": torch.randn(1, 32, 8, generator=torch.Generator().manual_seed(seed)), "frames_mask": torch.ones(1, 32)}
         assert torch.equal(fixed(inputs)["mel"], plain(inputs)["mel"])
+
+
+def _steps(step, states: dict[str, torch.Tensor], spec, count: int) -> list[dict[str, torch.Tensor]]:
+    """``count`` calls of a step, each output state fed back as the next input (outputs cloned as they come)."""
+    outputs = []
+    for _ in range(count):
+        out = {name: tensor.clone() for name, tensor in step(states).items()}
+        states = {name: out[state.output] for name, state in spec.states.items()}
+        outputs.append(out)
+    return outputs
+
+
+def _decoder_step(tiny_tacotron_compiled, backend, length):
+    entry = next(a for a in read_manifest(tiny_tacotron_compiled).for_backend(backend) if a.network == "decoder_step"
+                 and a.bucket in (None, {"T_text": length}))
+    spec = load_addon(tiny_tacotron_compiled).spec.networks["decoder_step"]
+    inputs = example_inputs(spec, {"T_text": length}, seed=3)
+    fixed = {name: inputs[name] for name in ("memory", "memory_mask")}
+    states = {name: inputs[name] for name in spec.states}
+    return spec, onnx_backend.ort_session(tiny_tacotron_compiled / entry.file, "CPUExecutionProvider"), fixed, states
+
+
+def _plain_steps(spec, session, fixed, states, count):
+    plain = onnx_backend.OrtRunner(spec, session, "decoder_step")
+    return _steps(lambda s: plain({**fixed, **s}), states, spec, count)
+
+
+@pytest.mark.parametrize("binding_device", [None, "cpu"])
+def test_bound_step_gives_the_plain_calls(tiny_tacotron_compiled, binding_device):
+    """Memory bound once, states fed back unconverted; "cpu" runs the CUDA path's I/O binding with host buffers."""
+    spec, session, fixed, states = _decoder_step(tiny_tacotron_compiled, "onnx", 11)
+    bound = onnx_backend.OrtRunner(spec, session, "decoder_step")
+    bound.binding_device = binding_device
+    got, want = _steps(bound.bind(fixed), states, spec, 5), _plain_steps(spec, session, fixed, states, 5)
+    assert all(torch.equal(g[name], w[name]) for g, w in zip(got, want) for name in w)
+
+
+def test_cuda_graph_runner_rebinds_memory_after_another_caller(tiny_tacotron_compiled):
+    """Two utterances interleaved on one fixed-buffer runner each keep their own memory (host buffers, no GPU here)."""
+    from ttsstack.backends.onnx_static import CudaGraphRunner, _fixed_shapes
+
+    spec, session, fixed, states = _decoder_step(tiny_tacotron_compiled, "onnx-static", 8)
+    runner = CudaGraphRunner(spec, session, _fixed_shapes(spec, {"T_text": 8}), device="cpu")
+    other = {"memory": fixed["memory"].flip(1), "memory_mask": fixed["memory_mask"]}
+    first, second = runner.bind(fixed), runner.bind(other)
+    interleaved = [_steps(step, states, spec, 1)[0] for step in (first, second, first, second)]
+    for got, memory in zip(interleaved, (fixed, other, fixed, other)):
+        want = _plain_steps(spec, session, memory, states, 1)[0]
+        assert all(torch.equal(got[name], want[name]) for name in want)

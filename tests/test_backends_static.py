@@ -1,4 +1,4 @@
-"""Static-shape backends: padding never leaks, wrong shapes are refused, unpaddable networks fail to compile."""
+"""Static-shape backends: padding never leaks (autoregressive decoders too), wrong shapes are refused, unpaddable networks fail."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import torch
 import ttsstack
 from ttsstack.addon import load_addon, parse_spec
 from ttsstack.backends import BackendError
+from ttsstack.backends.base import example_inputs
 from ttsstack.backends.onnx_static import OnnxStaticBackend
+from ttsstack.backends.static_blocks import StaticAutoregressiveDecoder, StaticPostnet
 from ttsstack.compiler import CompileError, compile_addon, read_manifest
 from ttsstack.runtime.builder import BuildContext
+from ttsstack.runtime.network import bind_inputs
 from ttsstack.runtime.registry import BACKENDS
 from ttsstack.tolerances import for_backend
 
@@ -168,3 +171,53 @@ def test_text_is_split_to_the_largest_bucket_for_an_unbounded_static_encoder(glo
     dynamic.max_tokens = static.max_tokens  # the same pieces, run unpadded
     got, want = static.synthesize(text), dynamic.synthesize(text)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5
+
+
+# tiny Tacotron T_text buckets [8, 16]: one under, at and over each; 40 tokens are split to the largest bucket
+TACOTRON_TOKENS = [7, 8, 9, 15, 16, 40]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("backend", STATIC)
+def test_static_autoregressive_voice_equals_dynamic_around_every_bucket_boundary(tiny_tacotron_compiled, backend, monkeypatch):
+    static, dynamic = ttsstack.load(tiny_tacotron_compiled, backend=backend), ttsstack.load(tiny_tacotron_compiled, backend="onnx")
+    blocks = [b for _, b in static.tree()]
+    assert {type(b) for b in blocks} >= {StaticAutoregressiveDecoder, StaticPostnet}
+    assert static.max_tokens == 16
+    dynamic.max_tokens = static.max_tokens  # the same pieces, run unpadded
+    decoder = next(b for b in blocks if isinstance(b, StaticAutoregressiveDecoder))
+    buckets = []
+    bind = decoder.bind_step
+    monkeypatch.setattr(decoder, "bind_step", lambda prepared: buckets.append(prepared["memory"].shape[1]) or bind(prepared))
+    tol = for_backend(backend)
+    for tokens in TACOTRON_TOKENS:
+        text = ("abcdefghij" * 10)[:tokens]
+        buckets.clear()
+        got, want = static.synthesize(text), dynamic.synthesize(text)
+        assert got.shape == want.shape == (3 * tokens, 8), tokens
+        assert tol.passes(float(np.abs(got - want).max()), float(np.abs(want).max())), tokens
+        assert buckets == ([8] if tokens <= 8 else [16] if tokens <= 16 else [16, 16, 8]), (tokens, buckets)
+
+
+@pytest.mark.parametrize("backend", STATIC)
+def test_static_step_runner_binds_its_bucket(tiny_tacotron_compiled, backend):
+    runner = ttsstack.load(tiny_tacotron_compiled, backend=backend, warmup=False).runners["decoder_step"]
+    inputs = example_inputs(runner.spec, {"T_text": 16})
+    fixed = {name: inputs[name] for name in ("memory", "memory_mask")}
+    states = {name: inputs[name] for name in runner.spec.states}
+    with torch.inference_mode():
+        got, want = bind_inputs(runner, fixed)(states), runner(inputs)
+    assert all(torch.equal(got[name], want[name]) for name in want)
+    too_long = {name: torch.cat([t, t[:, :4]], dim=1) for name, t in fixed.items()}
+    with pytest.raises(BackendError, match=rf"network 'decoder_step' on backend '{backend}': input 'memory' has T_text=20, "
+                                           r"but the compiled artifacts accept only T_text in \[8, 16\]"):
+        bind_inputs(runner, too_long)
+
+
+def test_static_decoder_with_memory_beyond_the_largest_bucket_names_the_network(tiny_tacotron_compiled):
+    voice = ttsstack.load(tiny_tacotron_compiled, backend="onnx-static", warmup=False)
+    decoder = next(b for _, b in voice.tree() if isinstance(b, StaticAutoregressiveDecoder))
+    memory = torch.zeros(1, 17, 8)
+    with pytest.raises(BackendError, match=r"AutoregressiveDecoder\) network 'decoder_step': 17 steps along T_text exceed "
+                                           r"the largest bucket \(16\)"):
+        decoder.prepare({"memory": memory})

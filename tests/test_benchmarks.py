@@ -1,4 +1,4 @@
-"""Benchmarks are not tests: this only checks that the latency benchmark runs and reports."""
+"""Benchmarks are not tests: this only checks that the benchmarks run and report."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
         # the current sets are multiples of --align with at most --max-buckets sizes: inside the search space
         assert min(o["computed_steps"] for o in options) <= report["current"][dim]["computed_steps"]
     assert "ttsstack compile" in report["command"] and "--buckets T_text=" in report["command"]
+
+
+def test_ar_step_overhead_runs_on_a_static_backend(tiny_tacotron_compiled, tmp_path):
+    out = tmp_path / "ar.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ar_step_overhead.py"), "--addon", str(tiny_tacotron_compiled),
+         "--backend", "onnx-static", "--backend", "cpu", "--steps", "20", "--repeats", "1", "--text", "Hi.", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["backend"] for row in rows] == ["onnx-static", "cpu"]
+    assert all(row["steps"] == 20 and row["bare_us"] > 0 and row["block_us"] >= row["step_us"] for row in rows)
+    assert "runner ovh" in result.stdout

@@ -1,4 +1,4 @@
-"""The bundled tacotron2-demo addon: stop token, backend parity over 250 steps, exact streaming, padding."""
+"""The bundled tacotron2-demo addon: stop token, every backend's parity over 250 steps, exact streaming, the parity command."""
 
 from __future__ import annotations
 
@@ -8,41 +8,38 @@ import torch
 
 import ttsstack
 from ttsstack.addon import parse_spec
+from ttsstack.cli import main
 from ttsstack.runtime import RuntimeOptions, Voice
-from ttsstack.runtime.blocks.autoregressive import AutoregressiveDecoder, DecoderCapWarning
-from ttsstack.runtime.blocks.encoders import NetworkBlock
+from ttsstack.runtime.blocks.autoregressive import DecoderCapWarning
 from ttsstack.runtime.network import with_length_inputs
-from ttsstack.tolerances import STREAMING, TORCHSCRIPT
+from ttsstack.runtime.registry import BACKENDS
+from ttsstack.tolerances import STREAMING, for_backend
+
+from .conftest import TEST_BACKENDS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 FORCED_STEPS = 250
-BUCKET = 64
 
 
-def _with_decoder(voice: Voice, variants: dict | None = None, **decoder) -> Voice:
-    """The same loaded networks with the AutoregressiveDecoder entry's config changed (and block variants)."""
+def _with_decoder(voice: Voice, **decoder) -> Voice:
+    """The same loaded networks and block variants with the AutoregressiveDecoder entry's config changed."""
     data = voice.spec.to_dict()
     stack = data["stack"][0]["streamable_block"]["stack"]
     stack[0] = {**stack[0], **decoder}
-    return Voice(parse_spec(data), voice.runners, variants, voice.options, voice.backend)
+    return Voice(parse_spec(data), voice.runners, BACKENDS.get(voice.backend).block_variants, voice.options, voice.backend)
 
 
-def _forced(voice: Voice, variants: dict | None = None) -> np.ndarray:
+def _forced(voice: Voice) -> np.ndarray:
     """Mel of TEXT decoded for exactly FORCED_STEPS steps (the stop token can never fire)."""
     with pytest.warns(DecoderCapWarning):
-        return _with_decoder(voice, variants, threshold=1.0, max_decoder_steps=FORCED_STEPS).synthesize(TEXT)
+        return _with_decoder(voice, threshold=1.0, max_decoder_steps=FORCED_STEPS).synthesize(TEXT)
 
 
 @pytest.fixture(scope="module")
 def cpu(tacotron_compiled) -> Voice:
     return ttsstack.load(tacotron_compiled, backend="cpu")
-
-
-@pytest.fixture(scope="module")
-def forced_cpu(cpu) -> np.ndarray:
-    return _forced(cpu)
 
 
 def test_stop_token_ends_the_utterance_well_before_the_cap(cpu):
@@ -53,11 +50,18 @@ def test_stop_token_ends_the_utterance_well_before_the_cap(cpu):
         assert len(mel) < cap / 4
 
 
-def test_cpu_matches_eager_for_250_steps(tacotron_compiled, forced_cpu):
-    eager = _forced(ttsstack.load(tacotron_compiled, backend="eager"))
-    assert eager.shape == forced_cpu.shape == (FORCED_STEPS, 80)
-    error = np.abs(forced_cpu - eager).max()
-    assert TORCHSCRIPT.passes(error, np.abs(eager).max()), error
+@pytest.fixture(scope="module")
+def forced_eager(tacotron_compiled) -> np.ndarray:
+    return _forced(ttsstack.load(tacotron_compiled, backend="eager"))
+
+
+@pytest.mark.parametrize("backend", TEST_BACKENDS)
+def test_every_backend_matches_eager_for_250_steps(tacotron_compiled, forced_eager, backend):
+    """Static backends pad the memory to the 64 bucket (44 tokens) and mask it: the frames stay the reference's."""
+    forced = _forced(ttsstack.load(tacotron_compiled, backend=backend))
+    assert forced.shape == forced_eager.shape == (FORCED_STEPS, 80)
+    error = np.abs(forced - forced_eager).max()
+    assert for_backend(backend).passes(error, np.abs(forced_eager).max()), error
 
 
 def _whole_utterance(voice: Voice, text: str) -> np.ndarray:
@@ -79,7 +83,9 @@ def _whole_utterance(voice: Voice, text: str) -> np.ndarray:
             frames.append(out["frame"])
             if torch.sigmoid(out["stop"]).item() > 0.5:
                 break
-        return run["postnet"]({"frames": torch.cat(frames, dim=1)})["mel"][0].numpy()
+        frames = torch.cat(frames, dim=1)
+        postnet = with_length_inputs(run["postnet"].spec, {"frames": frames}, frames.shape[1], frames.shape[1])
+        return run["postnet"](postnet)["mel"][0].numpy()
 
 
 @pytest.fixture(scope="module")
@@ -98,27 +104,11 @@ def test_streamed_postnet_equals_the_whole_utterance(tacotron_compiled, whole_cp
     assert np.abs(mel - reference).max() <= STREAMING.atol
 
 
-class PaddedEncoder(NetworkBlock):
-    """What a static backend's encoder does: tokens padded to a bucket, lengths/mask filled, output cropped."""
-
-    def call(self, inputs):
-        tokens = inputs["tokens"]
-        length = tokens.shape[1]
-        padded = torch.nn.functional.pad(tokens, (0, BUCKET - length), value=0)
-        out = self.runner(with_length_inputs(self.spec, {"tokens": padded}, BUCKET, length))
-        return {name: value[:, :length] for name, value in out.items()}
-
-
-class PaddedDecoder(AutoregressiveDecoder):
-    """What a static backend's decoder does: memory padded to the bucket once, the attention masks the padding."""
-
-    def prepare(self, tensors):
-        length = tensors["memory"].shape[1]
-        inputs = {n: torch.nn.functional.pad(tensors[n], (0, 0, 0, BUCKET - length), value=3.0) for n in self.data_inputs}
-        return with_length_inputs(self.spec, inputs, BUCKET, length)
-
-
-def test_padding_to_a_bucket_gives_the_same_frames_for_250_steps(cpu, forced_cpu):
-    padded = _forced(cpu, {"Network": PaddedEncoder, "AutoregressiveDecoder": PaddedDecoder})
-    error = np.abs(padded - forced_cpu).max()
-    assert TORCHSCRIPT.passes(error, np.abs(forced_cpu).max()), error
+def test_parity_command_passes_on_every_backend(tacotron_compiled, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Attention, one frame at a time.\n")  # 31 tokens: just under the 32 bucket
+    assert main(["parity", str(tacotron_compiled), "--texts", str(texts)]) == 0
+    out = capsys.readouterr().out
+    assert f"all {5 * len(TEST_BACKENDS)} checks passed" in out
+    for backend in TEST_BACKENDS:
+        assert f"{backend:12s} decoder_step" in out and f"{backend:12s} mel, streamed" in out

@@ -63,14 +63,15 @@ class TinyDecoderStep(nn.Module):
 
 
 class TinyPostnet(nn.Module):
-    """Residual conv (radius 2)."""
+    """Residual conv (radius 2), reading padded frames as zeros."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv1d(N_MELS, N_MELS, 5, padding=2)
 
-    def forward(self, frames):
-        return frames + torch.tanh(self.conv(frames.transpose(1, 2))).transpose(1, 2)
+    def forward(self, frames, frames_mask):
+        x = frames.transpose(1, 2) * frames_mask.unsqueeze(1)
+        return frames + torch.tanh(self.conv(x)).transpose(1, 2)
 
 
 def _vec(*shape, dtype="float32") -> dict:
@@ -110,8 +111,8 @@ def tiny_tacotron_spec(**overrides) -> dict:
                 },
             },
             "postnet": {
-                "role": "postnet", "file": "networks/postnet.pt2", "context": 2,
-                "inputs": {"frames": _vec(1, "T_frames", N_MELS)},
+                "role": "postnet", "file": "networks/postnet.pt2", "context": 2, "mask": "frames_mask",
+                "inputs": {"frames": _vec(1, "T_frames", N_MELS), "frames_mask": _vec(1, "T_frames")},
                 "outputs": {"mel": _vec(1, "T_frames", N_MELS)},
             },
         },
@@ -143,7 +144,7 @@ def tiny_tacotron_examples() -> dict[str, dict[str, torch.Tensor]]:
             "attention": torch.rand(1, 9), "step": torch.zeros(1, 1), "memory": torch.randn(1, 9, MEMORY),
             "memory_mask": torch.ones(1, 9, dtype=torch.bool),
         },
-        "postnet": {"frames": torch.randn(1, 30, N_MELS)},
+        "postnet": {"frames": torch.randn(1, 30, N_MELS), "frames_mask": torch.ones(1, 30)},
     }
 
 

@@ -3,11 +3,16 @@
 The reference is the ``eager`` backend (the exported programs themselves) run
 on whole utterances. For each backend the checks are:
 
-- each network, fed the reference's own inputs for that network, through the
-  backend's ``Network`` block (so static backends pad, mask and window exactly
-  as in production) against the reference's outputs;
+- each network, fed the reference's own inputs for that network (its states
+  too, for a step network), through the backend's ``Network`` block (so static
+  backends pad, mask and window exactly as in production) against the
+  reference's outputs;
 - the whole mel of each text, with the decoder run on whole pieces;
 - the streamed mel of each text, with the voice's default chunking.
+
+Every backend and the reference split the texts into the same pieces: the
+shortest that any of them needs (a static backend's unbounded encoder takes at
+most its largest bucket).
 
 A check passes when ``max|a - b| <= atol + rtol * max|b|`` with the backend's
 tolerance from :mod:`ttsstack.tolerances`. ``ttsstack parity`` prints
@@ -153,12 +158,15 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
     folder = Path(folder)
     report = ParityReport(texts=len(texts))
     names = list(backends) if backends is not None else _available(folder, report)
+    voices = {name: load(folder, backend=name, compile_if_needed=False) for name in names}
     eager = load(folder, backend="eager", compile_if_needed=False)
+    max_tokens = min([eager.max_tokens, *(voice.max_tokens for voice in voices.values())])
     recorders = {name: _Recorder(runner) for name, runner in eager.runners.items()}
     reference = Voice(eager.spec, recorders, options=WHOLE, backend="eager")
+    reference.max_tokens = max_tokens
     mels = [torch.from_numpy(reference.synthesize(text)) for text in texts]
-    for name in names:
-        voice = load(folder, backend=name, compile_if_needed=False)
+    for name, voice in voices.items():
+        voice.max_tokens = max_tokens
         backend = BACKENDS.get(name)()
         tolerance = for_backend(name, backend.device)
         report.placements[name] = backend.placement
@@ -166,12 +174,14 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
             errors = _Errors(tolerance)
+            fed = [*recorder.spec.data_inputs, *recorder.spec.states]
             for inputs, want in recorder.calls:
-                got = block.call({n: inputs[n] for n in recorder.spec.data_inputs})
+                got = block.call({n: inputs[n] for n in fed})
                 for output, tensor in want.items():
                     errors.add(got[output], tensor, output)
             report.rows.append(errors.row(name, network))
         whole = Voice(voice.spec, voice.runners, backend.block_variants, WHOLE, name)
+        whole.max_tokens = max_tokens
         for stage, synth in (("mel, whole", whole), ("mel, streamed", voice)):
             errors = _Errors(tolerance)
             for text, want in zip(texts, mels):

@@ -87,8 +87,8 @@ def addon_spec() -> dict:
                 "states": {name: {"output": out, "init": 0.0} for name, (out, _) in STATES.items()},
             },
             "postnet": {
-                "role": "postnet", "file": "networks/postnet.pt2", "context": 10,
-                "inputs": {"frames": _tensor([1, "T_frames", N_MELS])},
+                "role": "postnet", "file": "networks/postnet.pt2", "context": 10, "mask": "frames_mask",
+                "inputs": {"frames": _tensor([1, "T_frames", N_MELS]), "frames_mask": _tensor([1, "T_frames"])},
                 "outputs": {"mel": _tensor([1, "T_frames", N_MELS])},
             },
         },
@@ -120,7 +120,7 @@ def examples(text_length: int = 17, frames: int = 45) -> dict[str, dict[str, tor
                     "text_lengths": torch.tensor([text_length]),
                     "text_mask": torch.ones(1, text_length, dtype=torch.bool)},
         "decoder_step": step,
-        "postnet": {"frames": torch.randn(1, frames, N_MELS)},
+        "postnet": {"frames": torch.randn(1, frames, N_MELS), "frames_mask": torch.ones(1, frames)},
     }
 
 

@@ -10,13 +10,17 @@ Three networks, shaped for one-frame-at-a-time decoding:
   attention state, the memory and its mask -> the next frame, a stop logit and
   the new state. Prenet, attention LSTM cell, location-sensitive attention,
   decoder LSTM cell, frame projection and stop-token projection.
-- ``Postnet``: frames ``[1, T_frames, n_mels]`` -> refined frames (residual
-  convolutions; receptive radius ``layers * (kernel_size // 2)``).
+- ``Postnet``: frames ``[1, T_frames, n_mels]`` and their validity mask ->
+  refined frames (residual convolutions; receptive radius
+  ``layers * (kernel_size // 2)``).
 
 Padding: static-shape backends pad the tokens to a bucket. The encoder masks
 its convolutions past the true length and runs the BiLSTM on the true length
 (its backward direction starts at the last real token), and the attention
 masks padded memory steps, so padded and unpadded runs give the same frames.
+Frame windows are padded to a ``T_frames`` bucket the same way: the postnet
+zeroes every layer's input past the true length, which is what a convolution
+sees beyond the end of an unpadded window.
 
 Prenet dropout: the reference Tacotron 2 keeps the prenet's dropout on at
 inference as a source of variation. Here it is off (plain eval mode): synthesis
@@ -150,12 +154,13 @@ class Postnet(nn.Module):
         )
         self.radius = POSTNET_LAYERS * (POSTNET_KERNEL // 2)
 
-    def forward(self, frames):
-        x = frames.transpose(1, 2)
+    def forward(self, frames, frames_mask):
+        keep = frames_mask.unsqueeze(1)  # [1, 1, T]: padded frames read as zeros by every layer
+        x = frames.transpose(1, 2) * keep
         for i, conv in enumerate(self.convs):
             x = conv(x)
             if i < len(self.convs) - 1:
-                x = torch.tanh(x)
+                x = torch.tanh(x) * keep
         return frames + x.transpose(1, 2)
 
 

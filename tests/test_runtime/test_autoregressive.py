@@ -1,4 +1,4 @@
-"""The autoregressive decoder block on the tiny Tacotron-like addon: stop, cap, state, chunks, padding."""
+"""The autoregressive decoder block on the tiny Tacotron-like addon: stop, cap, state, binding, chunks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from ttsstack.runtime import RuntimeOptions, Voice
 from ttsstack.runtime.blocks.autoregressive import AutoregressiveDecoder, DecoderCapWarning
 from ttsstack.runtime.blocks.base import StackError
 from ttsstack.runtime.builder import plan_stack
-from ttsstack.runtime.network import with_length_inputs
 from ttsstack.tolerances import STREAMING
 
 from ..tiny_tacotron import build_tiny_tacotron, tiny_tacotron_spec
@@ -75,20 +74,27 @@ def test_frames_stream_as_they_are_made(tiny_tacotron_compiled, monkeypatch):
     assert len(calls) <= 12 < FRAMES_PER_TOKEN * _tokens(voice, TEXT)
 
 
-def test_state_is_carried_by_name_and_initialised_once(voice, monkeypatch):
+def test_memory_is_bound_once_and_states_carried_by_name(voice, monkeypatch):
     block = next(b for _, b in voice.tree() if isinstance(b, AutoregressiveDecoder))
-    seen = []
-    original = block.call_step
+    bound, seen = [], []
+    original = block.bind_step
 
-    def recording(inputs):
-        seen.append({k: v for k, v in inputs.items()})
-        return original(inputs)
+    def binding(prepared):
+        bound.append(prepared)
+        step = original(prepared)
 
-    monkeypatch.setattr(block, "call_step", recording)
+        def recording(states):
+            seen.append(dict(states))
+            return step(states)
+
+        return recording
+
+    monkeypatch.setattr(block, "bind_step", binding)
     voice.synthesize("Abc.")
+    assert len(bound) == 1 and set(bound[0]) == {"memory", "memory_mask"}  # prepared and bound once per utterance
+    assert all(set(s) == set(block.spec.states) for s in seen)  # each step passes only the states
     assert torch.equal(seen[0]["step"], torch.zeros(1, 1))
     assert [s["step"].item() for s in seen] == list(range(len(seen)))  # new_step fed back as step
-    assert all(s["memory"] is seen[0]["memory"] for s in seen)  # prepared once, never converted per step
     assert seen[0]["attention"].shape == (1, 4)  # a state's named dim sized like the memory
 
 
@@ -99,20 +105,6 @@ def test_never_stopping_decoder_is_cut_at_the_cap_with_a_warning(tmp_path):
     with pytest.warns(DecoderCapWarning, match=r"AutoregressiveDecoder\): the stop token did not fire within max_decoder_steps=25"):
         mel = voice.synthesize("Abc.")
     assert len(mel) == 25
-
-
-def test_padded_memory_gives_the_same_frames(voice, tiny_tacotron_compiled):
-    """What the static backends' variant does: pad the memory to a bucket, mask the padding."""
-
-    class PaddedDecoder(AutoregressiveDecoder):
-        def prepare(self, tensors):
-            memory = tensors["memory"]
-            padded = torch.nn.functional.pad(memory, (0, 0, 0, 16 - memory.shape[1]), value=7.0)
-            return with_length_inputs(self.spec, {"memory": padded}, 16, memory.shape[1])
-
-    padded = Voice(voice.spec, voice.runners, {"AutoregressiveDecoder": PaddedDecoder})
-    text = "Hello."
-    np.testing.assert_allclose(padded.synthesize(text), voice.synthesize(text), rtol=0, atol=STREAMING.atol)
 
 
 def test_decoder_must_come_first_in_its_stack():

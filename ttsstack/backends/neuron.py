@@ -3,8 +3,11 @@
 Compile traces each network once per bucket with
 ``torch_neuronx.trace(module, example_inputs, compiler_workdir=...)``, which
 runs the Neuron compiler (neuronx-cc) on the bucket's fixed shapes, and saves
-the result with ``torch.jit.save``. A compiler failure keeps its work
-directory (``<artifact>.workdir``, with neuronx-cc's logs) and names it.
+the result with ``torch.jit.save``. ttsstack's recurrent operators are lowered
+to their ATen kernels first (:func:`~ttsstack.backends.lowering.lower_to_aten`),
+so the trace holds only operators the Neuron compiler knows. A compiler
+failure keeps its work directory (``<artifact>.workdir``, with neuronx-cc's
+logs) and names it.
 
 Loading imports ``torch_neuronx`` (which registers the Neuron operators) and
 ``torch.jit.load``s each artifact; the Neuron runtime places a model on the
@@ -32,6 +35,7 @@ import torch
 from ..addon import NetworkSpec
 from ..runtime.registry import BACKENDS
 from .base import Artifact, BackendError, ModuleRunner, example_inputs, package_version
+from .lowering import lower_to_aten
 from .static import StaticBackend
 
 INSTALL_HINT = (
@@ -82,7 +86,7 @@ class NeuronBackend(StaticBackend):
         workdir = out.parent / f"{out.name}.workdir"
         args = tuple(example_inputs(spec, bucket).values())
         try:
-            traced = _torch_neuronx().trace(program.module(), args, compiler_workdir=str(workdir))
+            traced = _torch_neuronx().trace(lower_to_aten(program.module()), args, compiler_workdir=str(workdir))
         except Exception as exc:
             raise BackendError(f"torch_neuronx.trace failed (compiler logs kept in {workdir}): {exc}") from exc
         torch.jit.save(traced, str(out))

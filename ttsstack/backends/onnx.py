@@ -1,9 +1,12 @@
 """The ``onnx`` backend: ONNX with dynamic axes, run by ONNX Runtime on the CUDA or the CPU execution provider.
 
 Compile exports the exported program itself with ``torch.onnx.export(...,
-dynamo=True)``, which keeps its dims symbolic; the symbolic axes are then
-renamed after the addon's named dims (``T_text``, ``T_frames``), so the ONNX
-file reads like ``addon.yaml``. Artifacts are single files (weights inside).
+dynamo=True)``, which keeps its dims symbolic; ttsstack's recurrent operators
+become ONNX ``LSTM``/``GRU`` through
+:func:`~ttsstack.backends.onnx_translations.custom_translation_table`. The
+symbolic axes are then renamed after the addon's named dims (``T_text``,
+``T_frames``), so the ONNX file reads like ``addon.yaml``. Artifacts are single
+files (weights inside).
 
 At run time the CUDA execution provider is used when the installed
 onnxruntime has it (``pip install 'ttsstack[gpu]'``) and the host has a GPU,
@@ -11,12 +14,17 @@ else the CPU one; the choice is logged, shown by ``ttsstack inspect`` and
 ``ttsstack synthesize``, and read back from each session (ONNX Runtime falls
 back to the CPU when the CUDA provider fails to start). On CUDA, inputs and
 outputs go through I/O binding: one copy to the device and one back per
-network call, outputs allocated on the device by ONNX Runtime.
+network call, outputs allocated on the device by ONNX Runtime. A step
+network (one with states, called once per frame) binds the inputs that stay
+the same for an utterance once (:meth:`OrtRunner.bind`: on CUDA the memory is
+copied to the device once per utterance) and feeds its states back without
+converting them. Sessions' intra-op workers sleep between runs (see :func:`ort_session`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import logging
@@ -26,6 +34,7 @@ from pathlib import Path
 import torch
 
 from ..addon import NetworkSpec
+from ..runtime.network import Step
 from ..runtime.registry import BACKENDS
 from .base import Backend, BackendError, NetworkArtifacts, example_inputs
 from .cpu import TRACE_LENGTH
@@ -96,9 +105,10 @@ def _shared_torchlib_registry():
     """Build torch.onnx's table of ATen-to-ONNX functions once per process instead of once per export.
 
     ``torch.onnx.export`` rebuilds that table (parsing every torchlib function,
-    seconds each time) on every call, though it only reads it when no custom
-    translation table is given, which is how ttsstack calls it. The patch is
-    undone on exit and skipped when this torch has no such table.
+    seconds each time) on every call, then registers the custom translations
+    into it. Each export gets its own copy of the cached table, so those
+    registrations never pile up in the cache. The patch is undone on exit and
+    skipped when this torch has no such table.
     """
     try:
         from torch.onnx._internal.exporter import _registration
@@ -112,7 +122,9 @@ def _shared_torchlib_registry():
         key = (args, tuple(sorted(kwargs.items())))
         if key not in _REGISTRIES:
             _REGISTRIES[key] = build.__func__(cls, *args, **kwargs)
-        return _REGISTRIES[key]
+        registry = copy.copy(_REGISTRIES[key])
+        registry.functions = {target: list(found) for target, found in registry.functions.items()}
+        return registry
 
     _registration.ONNXRegistry.from_torchlib = classmethod(cached)
     try:
@@ -124,14 +136,19 @@ def _shared_torchlib_registry():
 def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: Path) -> None:
     """``torch.onnx.export(dynamo=True)`` of ``model`` to ``out``, tensors named as in the spec.
 
+    ttsstack's operators are translated by
+    :func:`~ttsstack.backends.onnx_translations.custom_translation_table`.
     Symbolic axes of the inputs are renamed to the spec's dim names wherever
     they appear (inputs, outputs, intermediate shapes).
     """
     import onnx
 
+    from .onnx_translations import custom_translation_table
+
     with _quiet_exporter(), _shared_torchlib_registry():
         program = torch.onnx.export(
-            model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs), verbose=False
+            model, args, dynamo=True, input_names=list(spec.inputs), output_names=list(spec.outputs),
+            custom_translation_table=custom_translation_table(), verbose=False,
         )
     proto = program.model_proto
     names: dict[str, str] = {}
@@ -153,6 +170,11 @@ def ort_session(path: Path, provider: str, provider_options: dict[str, str] | No
     Its CPU thread pool follows PyTorch's intra-op setting (``torch.set_num_threads``
     before loading), so one knob sizes every backend; a static addon has many
     sessions and each would otherwise start a pool as large as the machine.
+    Its intra-op workers sleep between runs instead of busy-waiting: a voice's
+    sessions run one after another with host work in between (a decoder step
+    per frame), and spinning workers of one session take the cores the next
+    one and that host work need (on a busy 2-core host, spinning made decoder
+    steps 1.6x and a FastPitch utterance 3x slower).
     """
     import onnxruntime
 
@@ -160,15 +182,48 @@ def ort_session(path: Path, provider: str, provider_options: dict[str, str] | No
     options.log_severity_level = 3  # errors only; the provider choice is logged here
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers: list = [CPU] if provider == CPU else [(provider, provider_options or {}), CPU]
     return onnxruntime.InferenceSession(str(path), options, providers=providers)
+
+
+def host_array(tensor: torch.Tensor):
+    """A numpy view of a CPU tensor (a copy only when it is not contiguous)."""
+    return tensor.detach().contiguous().numpy()
+
+
+class HostArrays:
+    """Tensors to numpy and back for the calls of one binding, without converting what comes back.
+
+    Outputs become tensors sharing their arrays; an output of the last call
+    passed back as an input (an autoregressive state) is fed the array it
+    wraps, found by identity, instead of being converted again.
+    """
+
+    def __init__(self):
+        self.produced: dict[int, tuple[torch.Tensor, object]] = {}  # the last call's outputs, kept alive
+
+    def array(self, tensor: torch.Tensor):
+        """The numpy array to feed for ``tensor``."""
+        hit = self.produced.get(id(tensor))
+        return hit[1] if hit is not None else host_array(tensor)
+
+    def tensors(self, names: list[str], arrays) -> dict[str, torch.Tensor]:
+        """The call's output ``arrays`` as named tensors sharing their memory."""
+        self.produced.clear()
+        outputs = {}
+        for name, array in zip(names, arrays):
+            tensor = torch.from_numpy(array)
+            self.produced[id(tensor)] = (tensor, array)
+            outputs[name] = tensor
+        return outputs
 
 
 class OrtRunner:
     """Runs one ONNX Runtime session on named torch tensors; on CUDA through I/O binding.
 
-    ``binding_device`` is where bound outputs are allocated (``"cuda"`` on the
-    CUDA provider; None runs without binding).
+    ``binding_device`` is where bound inputs and outputs live (``"cuda"`` on
+    the CUDA provider; None runs without binding).
     """
 
     static_lengths = None
@@ -182,18 +237,44 @@ class OrtRunner:
         log.info("onnx: network '%s' runs on %s", network, self.provider)
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        feeds = {name: inputs[name].detach().contiguous().numpy() for name in self.spec.inputs}
-        if self.binding_device:
-            binding = self.session.io_binding()
-            for name, array in feeds.items():
-                binding.bind_cpu_input(name, array)
+        return self.bind({})(inputs)
+
+    def bind(self, fixed: dict[str, torch.Tensor]) -> Step:
+        """Calls that pass the other inputs, with the ``fixed`` ones converted once (see ``bind_inputs``).
+
+        On CUDA the fixed inputs are copied to the device once and stay bound;
+        each call copies the others in and the outputs back. Without binding,
+        the fixed inputs' numpy views join each call's feeds. Either way the
+        previous call's outputs fed back are not converted again (:class:`HostArrays`).
+        """
+        arrays = {name: host_array(tensor) for name, tensor in fixed.items()}
+        names = [name for name in self.spec.inputs if name not in fixed]
+        host = HostArrays()
+        if not self.binding_device:
+
+            def run(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+                feeds = dict(arrays)
+                for name in names:
+                    feeds[name] = host.array(inputs[name])
+                return host.tensors(self.output_names, self.session.run(self.output_names, feeds))
+
+            return run
+
+        import onnxruntime
+
+        binding = self.session.io_binding()  # holds the fixed inputs' device copies as long as the step lives
+        for name, array in arrays.items():
+            binding.bind_ortvalue_input(name, onnxruntime.OrtValue.ortvalue_from_numpy(array, self.binding_device, 0))
+
+        def run_bound(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            for name in names:
+                binding.bind_cpu_input(name, host.array(inputs[name]))
             for name in self.output_names:
                 binding.bind_output(name, self.binding_device)
             self.session.run_with_iobinding(binding)
-            outputs = binding.copy_outputs_to_cpu()
-        else:
-            outputs = self.session.run(self.output_names, feeds)
-        return {name: torch.from_numpy(array) for name, array in zip(self.output_names, outputs)}
+            return host.tensors(self.output_names, binding.copy_outputs_to_cpu())
+
+        return run_bound
 
 
 @BACKENDS.register("onnx")

@@ -14,9 +14,9 @@ from abc import abstractmethod
 import torch
 
 from ..addon import DimSpec, NetworkSpec
-from ..runtime.network import NetworkRunner, sequence_dim
+from ..runtime.network import NetworkRunner, Step, bind_inputs, sequence_dim
 from .base import Artifact, Backend, BackendError, NetworkArtifacts
-from .static_blocks import StaticDecoder, StaticNetworkBlock
+from .static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticNetworkBlock, StaticPostnet
 
 
 class StaticRunner:
@@ -35,27 +35,44 @@ class StaticRunner:
         self.static_lengths = {self.dim: sorted(by_size)} if self.dim else {}
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        size = None
+        return self._artifact_for(inputs)(inputs)
+
+    def bind(self, fixed: dict[str, torch.Tensor]) -> Step:
+        """The artifact of the ``fixed`` inputs' bucket with them bound (:func:`bind_inputs`): one dispatch per binding."""
+        return bind_inputs(self._artifact_for(fixed), fixed)
+
+    def _artifact_for(self, inputs: dict[str, torch.Tensor]) -> NetworkRunner:
+        """The artifact of the bucket the inputs' size along the sequence dim names; raises for a size that is no bucket."""
+        if not self.dim:
+            return self.by_size[None]
         for name, tensor in self.spec.inputs.items():
             axis = next((a for a, d in tensor.named_dims if d == self.dim), None)
-            if axis is not None:
+            if axis is not None and name in inputs:
                 size = inputs[name].shape[axis]
-                break
-        runner = self.by_size.get(size)
-        if runner is None:
-            raise BackendError(
-                f"network '{self.network}' on backend '{self.backend}': input '{name}' has {self.dim}={size}, "
-                f"but the compiled artifacts accept only {self.dim} in {self.static_lengths[self.dim]} "
-                f"(static shapes: pad with the backend's block variants)"
-            )
-        return runner(inputs)
+                runner = self.by_size.get(size)
+                if runner is None:
+                    raise BackendError(
+                        f"network '{self.network}' on backend '{self.backend}': input '{name}' has {self.dim}={size}, "
+                        f"but the compiled artifacts accept only {self.dim} in {self.static_lengths[self.dim]} "
+                        f"(static shapes: pad with the backend's block variants)"
+                    )
+                return runner
+        raise BackendError(
+            f"network '{self.network}' on backend '{self.backend}': none of the inputs {', '.join(inputs)} "
+            f"is along {self.dim}, so no bucket can be chosen"
+        )
 
 
 class StaticBackend(Backend):
     """Base of backends that compile one fixed-shape artifact per bucket (``onnx-static``, ``neuron``)."""
 
     static = True
-    block_variants = {"Network": StaticNetworkBlock, "Decoder": StaticDecoder}
+    block_variants = {
+        "Network": StaticNetworkBlock,
+        "Decoder": StaticDecoder,
+        "Postnet": StaticPostnet,
+        "AutoregressiveDecoder": StaticAutoregressiveDecoder,
+    }
 
     def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
         """One bucket per size of the network's sequence dim; raises when padding could not be exact.

@@ -13,6 +13,10 @@ dim. :func:`run_in_buckets` runs a network on inputs of any length anyway:
 - a longer piece of an unbounded network is an error: the Voice splits text
   so that this never happens for encoders (see ``Voice.max_tokens``).
 
+An autoregressive decoder pads its per-utterance inputs (the encoder memory
+and the like) once, with :func:`pad_to_bucket`, and then runs every step on
+that bucket's artifact, its states sized to the bucket.
+
 Outputs on real steps equal an unpadded run because the network ignores
 padded steps through its mask; static backends refuse at compile time any
 network whose outputs padding could change (see ``StaticBackend.buckets``).
@@ -26,7 +30,9 @@ from itertools import repeat
 import torch
 
 from ..addon import NetworkSpec
-from ..runtime.blocks.decoder import Decoder
+from ..runtime.blocks.autoregressive import AutoregressiveDecoder
+from ..runtime.blocks.base import Tensors
+from ..runtime.blocks.decoder import Decoder, Postnet
 from ..runtime.blocks.encoders import NetworkBlock
 from ..runtime.blocks.windows import stream_windows
 from ..runtime.network import NetworkRunner, sequence_dim, step_length, with_length_inputs
@@ -51,51 +57,70 @@ def smallest_bucket(sizes: list[int], length: int) -> int:
     return sizes[bisect.bisect_left(sizes, length)]
 
 
+def _sizes(runner: NetworkRunner) -> tuple[str | None, list[int] | None]:
+    """The runner's sequence dim and the bucket sizes it accepts along it (None: any size)."""
+    dim = sequence_dim(runner.spec)
+    return dim, ((runner.static_lengths or {}).get(dim) if dim else None)
+
+
+def pad_to_bucket(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
+    """The data ``inputs`` padded to the smallest bucket that holds them, with the ``mask``/``lengths`` inputs set.
+
+    For a network run on the whole piece at once. Raises when the piece
+    exceeds the largest bucket. ``label`` names the block in errors.
+    """
+    spec = runner.spec
+    dim, sizes = _sizes(runner)
+    total = step_length(spec, inputs)
+    if not sizes:
+        return with_length_inputs(spec, dict(inputs), total, total)
+    if total > sizes[-1]:
+        raise BackendError(
+            f"{label}: {total} steps along {dim} exceed the largest bucket ({sizes[-1]}) and the network has "
+            f"unbounded context, so it cannot run on windows; add a larger {dim} bucket"
+        )
+    return _window(spec, inputs, dim, smallest_bucket(sizes, total), 0, total)
+
+
 def run_in_buckets(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
     """Run ``runner`` on the data ``inputs`` of any length, padding to its static buckets.
 
     Returns the outputs an unpadded run gives. ``label`` names the block in errors.
     """
     spec = runner.spec
-    dim = sequence_dim(spec)
-    sizes = (runner.static_lengths or {}).get(dim) if dim else None
+    dim, sizes = _sizes(runner)
     total = step_length(spec, inputs)
-    if not sizes:
-        return runner(with_length_inputs(spec, dict(inputs), total, total))
-    if total <= sizes[-1]:
-        return _run_padded(runner, spec, inputs, dim, sizes, 0, total)
-    if not spec.bounded:
-        raise BackendError(
-            f"{label}: {total} steps along {dim} exceed the largest bucket ({sizes[-1]}) and the network has "
-            f"unbounded context, so it cannot run on windows; add a larger {dim} bucket"
-        )
+    if not sizes or total <= sizes[-1] or not spec.bounded:
+        return _crop(spec, dim, runner(pad_to_bucket(runner, inputs, label)), 0, total)
     positions = torch.arange(total).unsqueeze(0)
 
     def window(span: torch.Tensor, left: int, count: int) -> dict[str, torch.Tensor]:
         start, stop = int(span[0, 0]), int(span[0, -1]) + 1
-        outputs = _run_padded(runner, spec, inputs, dim, sizes, start, stop)
-        return {name: out.narrow(_axis(spec.outputs[name].shape, dim), left, count) for name, out in outputs.items()}
+        padded = _window(spec, inputs, dim, smallest_bucket(sizes, stop - start), start, stop - start)
+        return _crop(spec, dim, runner(padded), left, count)
 
     step = sizes[-1] - 2 * spec.context
     pieces = list(stream_windows(iter([positions]), window, spec.context, repeat(step)))
     return {name: torch.cat([p[name] for p in pieces], dim=_axis(spec.outputs[name].shape, dim)) for name in pieces[0]}
 
 
-def _run_padded(
-    runner: NetworkRunner, spec: NetworkSpec, inputs: dict[str, torch.Tensor], dim: str, sizes: list[int], start: int, stop: int
+def _window(
+    spec: NetworkSpec, inputs: dict[str, torch.Tensor], dim: str, size: int, start: int, length: int
 ) -> dict[str, torch.Tensor]:
-    """Steps ``[start, stop)`` of the inputs, padded to the smallest fitting bucket; outputs cropped to the real steps."""
-    length = stop - start
-    size = smallest_bucket(sizes, length)
-    window = {}
+    """Steps ``[start, start + length)`` of the inputs padded to ``size``, with the ``mask``/``lengths`` inputs set."""
+    padded = {}
     for name, tensor in inputs.items():
         axis = _axis(spec.inputs[name].shape, dim)
-        window[name] = tensor if axis is None else _pad(tensor.narrow(axis, start, length), axis, size)
-    outputs = runner(with_length_inputs(spec, window, size, length))
+        padded[name] = tensor if axis is None else _pad(tensor.narrow(axis, start, length), axis, size)
+    return with_length_inputs(spec, padded, size, length)
+
+
+def _crop(spec: NetworkSpec, dim: str | None, outputs: dict[str, torch.Tensor], start: int, length: int) -> dict[str, torch.Tensor]:
+    """Steps ``[start, start + length)`` of the outputs along ``dim`` (outputs without it as they are)."""
     cropped = {}
     for name, out in outputs.items():
         axis = _axis(spec.outputs[name].shape, dim)
-        cropped[name] = out if axis is None else out.narrow(axis, 0, length)
+        cropped[name] = out if axis is None else out.narrow(axis, start, length)
     return cropped
 
 
@@ -111,3 +136,24 @@ class StaticDecoder(Decoder):
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]
+
+
+class StaticPostnet(StaticDecoder, Postnet):
+    """``Postnet`` on a static-shape backend: the :class:`StaticDecoder` windows, the ``postnet`` network role."""
+
+
+class StaticAutoregressiveDecoder(AutoregressiveDecoder):
+    """``AutoregressiveDecoder`` on a static-shape backend: its per-utterance inputs padded to one bucket.
+
+    The memory and every other input along the step network's sequence dim
+    are padded once, to the smallest bucket that holds them
+    (:func:`pad_to_bucket`); the ``mask``/``lengths`` inputs make the attention
+    ignore the padding, the states along that dim are sized to the bucket, and
+    binding the padded inputs picks the bucket's artifact for every step.
+    Frames equal an unpadded run's when the network keeps padded steps out of
+    its outputs through the mask (the demo's attention gives them zero weight).
+    """
+
+    def prepare(self, tensors: Tensors) -> dict[str, torch.Tensor]:
+        inputs = {name: tensors[name] for name in self.data_inputs}
+        return pad_to_bucket(self.runner, inputs, f"{self.label} network '{self.network}'")

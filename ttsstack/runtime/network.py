@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -15,6 +15,7 @@ class NetworkRunner(Protocol):
     ``spec`` is the network's entry in ``addon.yaml``. ``static_lengths``, when
     not None, maps a named dim to the sorted sizes the artifact accepts
     (static-shape backends); dynamic runners accept any size up to the dim's max.
+    A runner may also define ``bind(fixed)``, see :func:`bind_inputs`.
     """
 
     spec: NetworkSpec
@@ -56,3 +57,22 @@ def step_length(spec: NetworkSpec, inputs: dict[str, torch.Tensor]) -> int:
             if d == dim and name in inputs:
                 return inputs[name].shape[axis]
     return 1
+
+
+Step = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+"""One call of a network whose other inputs are bound: the remaining inputs in, all outputs out."""
+
+
+def bind_inputs(runner: NetworkRunner, fixed: dict[str, torch.Tensor]) -> Step:
+    """``runner`` with the ``fixed`` inputs given once, for many calls that change only the other inputs.
+
+    An autoregressive decoder binds the encoder memory and its mask once per
+    utterance and then passes only the state at each step. A runner that
+    defines ``bind(fixed)`` prepares the fixed inputs once there (ONNX Runtime
+    keeps them converted, on CUDA on the device; a static runner picks their
+    bucket's artifact); any other runner gets them merged into every call.
+    """
+    bind = getattr(runner, "bind", None)
+    if bind is not None:
+        return bind(fixed)
+    return lambda inputs: runner({**fixed, **inputs})

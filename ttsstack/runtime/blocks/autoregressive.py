@@ -8,7 +8,7 @@ import warnings
 import torch
 from pydantic import Field
 
-from ..network import step_length, with_length_inputs
+from ..network import Step, bind_inputs, step_length, with_length_inputs
 from ..registry import BLOCKS
 from .base import (
     BlockConfig,
@@ -46,8 +46,11 @@ class AutoregressiveDecoder(StreamableBlock):
     it makes its own stream (named ``frames``), which the next block of a
     ``StreamableStack`` (e.g. ``Postnet``) consumes.
 
-    Backends with static shapes override :meth:`prepare` (pad the data inputs
-    to a bucket, mask the padding) and :meth:`call_step`.
+    The prepared inputs are bound to the network once per utterance
+    (:meth:`bind_step`), so each step passes only the states, which go from
+    one call's outputs to the next call's inputs without a copy. Backends with
+    static shapes override :meth:`prepare` (pad the data inputs to a bucket,
+    mask the padding); binding then picks that bucket's artifact.
     """
 
     role = "decoder_step"
@@ -112,9 +115,9 @@ class AutoregressiveDecoder(StreamableBlock):
         length = step_length(self.spec, inputs)
         return with_length_inputs(self.spec, inputs, length, length)
 
-    def call_step(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run the network once (static backends pick the artifact of the prepared bucket here)."""
-        return self.runner(inputs)
+    def bind_step(self, prepared: dict[str, torch.Tensor]) -> Step:
+        """The network's step for one utterance: the ``prepared`` inputs bound once, the states passed per call."""
+        return bind_inputs(self.runner, prepared)
 
     def initial_states(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every state input at its ``init`` value, named dims sized like the prepared inputs'."""
@@ -127,15 +130,16 @@ class AutoregressiveDecoder(StreamableBlock):
         return states
 
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
-        inputs = self.prepare(tensors)
-        inputs.update(self.initial_states(inputs))
+        prepared = self.prepare(tensors)
+        step = self.bind_step(prepared)
+        states = self.initial_states(prepared)
         sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
         size, pending, count = next(sizes), [], 0
-        frame, stop, states = self.config.frame, self.config.stop, self.states.items()
+        frame, stop, pairs = self.config.frame, self.config.stop, self.states.items()
         for _ in range(self.config.max_decoder_steps):
-            outputs = self.call_step(inputs)
-            for name, output in states:
-                inputs[name] = outputs[output]
+            outputs = step(states)
+            for name, output in pairs:
+                states[name] = outputs[output]
             pending.append(outputs[frame])
             count += outputs[frame].shape[1]
             stopped = outputs[stop].item() > self.stop_logit
