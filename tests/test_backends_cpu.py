@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import yaml
@@ -32,14 +30,8 @@ def test_torchscript_reproduces_the_program(demo_compiled, length):
             assert (got[out] - want[out]).abs().max().item() <= TORCHSCRIPT.atol, (name, out, length)
 
 
-def _copy(src, tmp_path):
-    dst = tmp_path / "compiled"
-    shutil.copytree(src, dst)
-    return dst
-
-
-def test_corrupted_artifact_fails_at_load(tiny_compiled, tmp_path):
-    folder = _copy(tiny_compiled, tmp_path)
+def test_corrupted_artifact_fails_at_load(tiny_compiled_copy):
+    folder = tiny_compiled_copy
     entry = next(a for a in read_manifest(folder).artifacts if a.network == "decoder")
     with open(folder / entry.file, "ab") as f:
         f.write(b"garbage")
@@ -47,16 +39,16 @@ def test_corrupted_artifact_fails_at_load(tiny_compiled, tmp_path):
         ttsstack.load(folder, backend="cpu")
 
 
-def test_corrupted_program_fails_at_load(tiny_compiled, tmp_path):
-    folder = _copy(tiny_compiled, tmp_path)
+def test_corrupted_program_fails_at_load(tiny_compiled_copy):
+    folder = tiny_compiled_copy
     with open(folder / "networks" / "text_encoder.pt2", "ab") as f:
         f.write(b"x")
     with pytest.raises(ManifestError, match=r"programs\.text_encoder: .*corrupted"):
         ttsstack.load(folder, backend="cpu")
 
 
-def test_incompatible_toolchain_is_refused(tiny_compiled, tmp_path):
-    folder = _copy(tiny_compiled, tmp_path)
+def test_incompatible_toolchain_is_refused(tiny_compiled_copy):
+    folder = tiny_compiled_copy
     data = yaml.safe_load((folder / "manifest.yaml").read_text())
     for artifact in data["artifacts"]:
         artifact["toolchain"]["torch"] = "1.13.1"
@@ -65,8 +57,8 @@ def test_incompatible_toolchain_is_refused(tiny_compiled, tmp_path):
         ttsstack.load(folder, backend="cpu")
 
 
-def test_missing_backend_names_the_fix(tiny_compiled, tmp_path):
-    folder = _copy(tiny_compiled, tmp_path)
+def test_missing_backend_names_the_fix(tiny_compiled_copy):
+    folder = tiny_compiled_copy
     data = yaml.safe_load((folder / "manifest.yaml").read_text())
     data["artifacts"] = []
     (folder / "manifest.yaml").write_text(yaml.safe_dump(data))

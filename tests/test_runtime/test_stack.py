@@ -32,17 +32,9 @@ def _load_with_stack(folder, stack, backend="cpu"):
     return ttsstack.load(folder, backend=backend, compile_if_needed=False)
 
 
-def _copy_compiled(src, tmp_path):
-    import shutil
-
-    dst = tmp_path / "compiled"
-    shutil.copytree(src, dst)
-    return dst
-
-
-def test_encoders_and_customized_encoders_agree(tiny_compiled, tmp_path):
+def test_encoders_and_customized_encoders_agree(tiny_compiled, tiny_compiled_copy):
     plain = ttsstack.load(tiny_compiled, backend="cpu").synthesize(TEXT)
-    parallel = _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), _stack({"type": "CustomizedEncoders"}))
+    parallel = _load_with_stack(tiny_compiled_copy, _stack({"type": "CustomizedEncoders"}))
     np.testing.assert_array_equal(parallel.synthesize(TEXT), plain)
 
 
@@ -54,11 +46,11 @@ def test_encoders_run_in_dependency_order_whatever_the_file_order():
     assert [b.config.network for level in encoders.levels for b in level] == ["text_encoder", "duration_encoder"]
 
 
-def test_explicit_container_of_network_blocks(tiny_compiled, tmp_path):
+def test_explicit_container_of_network_blocks(tiny_compiled, tiny_compiled_copy):
     plain = ttsstack.load(tiny_compiled, backend="cpu").synthesize(TEXT)
     sequence = {"type": "SequenceBlockContainer", "blocks": [
         {"type": "Network", "network": "duration_encoder"}, {"type": "Network", "network": "text_encoder"}]}
-    voice = _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), _stack(sequence))
+    voice = _load_with_stack(tiny_compiled_copy, _stack(sequence))
     np.testing.assert_array_equal(voice.synthesize(TEXT), plain)
 
 
@@ -84,23 +76,23 @@ def gain_block():
     BLOCKS.unregister("TestGain")
 
 
-def test_custom_block_named_in_config_runs(tiny_compiled, tmp_path, gain_block):
+def test_custom_block_named_in_config_runs(tiny_compiled, tiny_compiled_copy, gain_block):
     plain = ttsstack.load(tiny_compiled, backend="cpu").synthesize(TEXT)
     streams = [{"type": "Upsampler"}, {"type": "Decoder"}, {"type": "TestGain", "factor": 3.0}]
-    voice = _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), _stack(streams=streams))
+    voice = _load_with_stack(tiny_compiled_copy, _stack(streams=streams))
     np.testing.assert_allclose(voice.synthesize(TEXT), 3.0 * plain, rtol=1e-6)
 
 
-def test_nested_stack_in_a_streamable_slot(tiny_compiled, tmp_path):
+def test_nested_stack_in_a_streamable_slot(tiny_compiled, tiny_compiled_copy):
     plain = ttsstack.load(tiny_compiled, backend="cpu").synthesize(TEXT)
     streams = [{"type": "StreamableStack", "stack": [{"type": "Upsampler"}, {"type": "Decoder"}]}]
-    voice = _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), _stack(streams=streams))
+    voice = _load_with_stack(tiny_compiled_copy, _stack(streams=streams))
     np.testing.assert_array_equal(voice.synthesize(TEXT), plain)
 
 
-def test_unknown_block_type_lists_known_ones(tiny_compiled, tmp_path):
+def test_unknown_block_type_lists_known_ones(tiny_compiled_copy):
     with pytest.raises(StackError, match=r"stack\[0\]\.streamable_block\.stack\[1\]\.type: unknown block type 'Decodr'; known: .*Decoder"):
-        _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), _stack(streams=[{"type": "Upsampler"}, {"type": "Decodr"}]))
+        _load_with_stack(tiny_compiled_copy, _stack(streams=[{"type": "Upsampler"}, {"type": "Decodr"}]))
 
 
 def test_tensor_nobody_writes():

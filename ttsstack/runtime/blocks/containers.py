@@ -33,10 +33,12 @@ class SequenceBlockContainer(SequenceBlock):
 
     def __init__(self, config, ctx, path):
         super().__init__(config, ctx, path)
-        self.blocks: list[SequenceBlock] = [
-            self._sequence(ctx.build(raw, f"{path}.blocks[{i}]")) for i, raw in enumerate(config.blocks)
-        ]
+        self.blocks: list[SequenceBlock] = [self._sequence(b) for b in self.build_children(config, ctx, path)]
         self.levels: list[list[SequenceBlock]] = []
+
+    def build_children(self, config, ctx, path: str) -> list:
+        """The nested blocks: here from ``blocks:`` in the config; subclasses fill them otherwise."""
+        return [ctx.build(raw, f"{path}.blocks[{i}]") for i, raw in enumerate(config.blocks)]
 
     @staticmethod
     def _sequence(block) -> SequenceBlock:

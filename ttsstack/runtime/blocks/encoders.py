@@ -95,36 +95,27 @@ class _FrontendAlias(SequenceBlock):
         return {self.name: tensors["tokens"]}
 
 
-def _fill(container: SequenceBlockContainer, config: _EncodersConfig, ctx, path: str) -> None:
-    container.blocks = _encoder_blocks(ctx, path)
-    if config.tokens != "tokens":
-        container.blocks.insert(0, _FrontendAlias(config.tokens, f"{path}.tokens"))
+class _EncoderChildren:
+    """Fills a container with one Network block per ``encoder`` network (and the tokens alias)."""
+
+    Config = _EncodersConfig
+
+    def build_children(self, config, ctx, path: str) -> list:
+        blocks = _encoder_blocks(ctx, path)
+        if config.tokens != "tokens":
+            blocks.insert(0, _FrontendAlias(config.tokens, f"{path}.tokens"))
+        return blocks
 
 
 @BLOCKS.register("Encoders")
-class Encoders(SequenceBlockContainer):
+class Encoders(_EncoderChildren, SequenceBlockContainer):
     """Every network whose role is ``encoder``, run once all its inputs exist.
 
     Config: ``tokens`` renames the frontend's output for networks that read
     the token ids under another name.
     """
 
-    Config = _EncodersConfig
-
-    def __init__(self, config, ctx, path):
-        SequenceBlock.__init__(self, config, ctx, path)
-        self.levels = []
-        _fill(self, config, ctx, path)
-
 
 @BLOCKS.register("CustomizedEncoders")
-class CustomizedEncoders(ParallelSequenceBlockContainer):
+class CustomizedEncoders(_EncoderChildren, ParallelSequenceBlockContainer):
     """The same encoders as ``Encoders``, with independent ones run in parallel threads."""
-
-    Config = _EncodersConfig
-
-    def __init__(self, config, ctx, path):
-        SequenceBlock.__init__(self, config, ctx, path)
-        self.levels = []
-        self._pool = None
-        _fill(self, config, ctx, path)
