@@ -74,20 +74,9 @@ def _status_mb(field: str) -> float:
 
 def run_streaming(voice, text: str) -> dict[str, float]:
     """Stream mel into the vocoder; time the first mel chunk, the first audio chunk and the end."""
-    marks: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def mel_chunks():
-        for chunk in voice.stream(text):
-            marks.setdefault("first_mel", time.perf_counter() - start)
-            yield chunk
-
-    samples = 0
-    for audio in voice.vocoder.stream(mel_chunks()):
-        marks.setdefault("first_audio", time.perf_counter() - start)
-        samples += len(audio)
-    total = time.perf_counter() - start
-    return {"first_mel": marks["first_mel"], "first_audio": marks["first_audio"], "total": total, "samples": samples}
+    result = voice.synthesize_timed(text)
+    return {"first_mel": result.first_mel_s, "first_audio": result.first_audio_s, "total": result.total_s,
+            "samples": len(result.audio)}
 
 
 def run_whole(voice, text: str) -> dict[str, float]:

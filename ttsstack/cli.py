@@ -88,33 +88,17 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames))
     loaded = time.perf_counter()
-    mels: list[np.ndarray] = []
-
-    def recording(chunks):
-        for chunk in chunks:
-            if not mels:
-                timings["first_mel"] = time.perf_counter() - loaded
-            mels.append(chunk)
-            yield chunk
-
-    timings: dict[str, float] = {}
-    audio_chunks = []
-    for chunk in voice.vocoder.stream(recording(voice.stream(args.text))):
-        if not audio_chunks:
-            timings["first_audio"] = time.perf_counter() - loaded
-        audio_chunks.append(chunk)
-    total = time.perf_counter() - loaded
-    audio = np.concatenate(audio_chunks) if audio_chunks else np.zeros(0, np.float32)
-    write_wav(args.output, audio, voice.sample_rate)
+    result = voice.synthesize_timed(args.text)
+    write_wav(args.output, result.audio, voice.sample_rate)
     if args.mel_out:
-        np.save(args.mel_out, np.concatenate(mels).astype(np.float32))
-    seconds = len(audio) / voice.sample_rate
+        np.save(args.mel_out, result.mel.astype(np.float32))
+    seconds = len(result.audio) / voice.sample_rate
     where = BACKENDS.get(args.backend)().placement
     print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz ({args.backend} backend on {where})")
     print(
-        f"load {loaded - start:.2f} s | first mel chunk {timings.get('first_mel', 0) * 1000:.0f} ms | "
-        f"first audio chunk {timings.get('first_audio', 0) * 1000:.0f} ms | total {total:.2f} s | "
-        f"real-time factor {seconds / total:.1f}x"
+        f"load {loaded - start:.2f} s | first mel chunk {result.first_mel_s * 1000:.0f} ms | "
+        f"first audio chunk {result.first_audio_s * 1000:.0f} ms | total {result.total_s:.2f} s | "
+        f"real-time factor {seconds / result.total_s:.1f}x"
     )
     return 0
 
@@ -196,8 +180,8 @@ def cmd_parity(args: argparse.Namespace) -> int:
         if not texts:
             print(f"error: {args.texts}: no text in the file (one text per line)", file=sys.stderr)
             return 2
-    backends = [b for item in args.backends.split(",") if (b := item.strip())] if args.backends else None
-    report = check_parity(args.compiled, backends, texts)
+    names = [b for item in args.backends.split(",") if (b := item.strip())] if args.backends else None
+    report = check_parity(args.compiled, names, texts)
     print(report.table())
     return 0 if report.passed else 1
 

@@ -10,7 +10,7 @@ import torch
 
 import ttsstack
 
-from .test_stack import _copy_compiled, _load_with_stack, _stack
+from .test_stack import _load_with_stack, _stack
 
 TEXT = "Speed changes durations, nothing else."
 
@@ -48,7 +48,7 @@ def test_bad_speed_is_a_clear_error(voice, speed):
         voice.synthesize(TEXT, speed=speed)
 
 
-def test_upsampler_can_leave_speed_to_a_network(tiny_compiled, tmp_path):
+def test_upsampler_can_leave_speed_to_a_network(tiny_compiled_copy):
     stack = _stack(streams=[{"type": "Upsampler", "speed": None}, {"type": "Decoder"}])
-    ignoring = _load_with_stack(_copy_compiled(tiny_compiled, tmp_path), stack)
+    ignoring = _load_with_stack(tiny_compiled_copy, stack)
     np.testing.assert_array_equal(ignoring.synthesize(TEXT, speed=2.0), ignoring.synthesize(TEXT))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 import numpy as np
@@ -104,6 +106,32 @@ class Voice:
         chunks = list(self.stream_audio(text, speed))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
+    def synthesize_timed(self, text: str, speed: float = 1.0) -> "TimedSynthesis":
+        """Stream ``text`` to the end, keeping the mel, the audio and when the first chunks arrived."""
+        start = time.perf_counter()
+        mels: list[np.ndarray] = []
+        first_mel = first_audio = None
+
+        def recorded() -> Iterator[np.ndarray]:
+            nonlocal first_mel
+            for chunk in self.stream(text, speed):
+                first_mel = first_mel if first_mel is not None else time.perf_counter() - start
+                mels.append(chunk)
+                yield chunk
+
+        audio: list[np.ndarray] = []
+        for chunk in self.vocoder.stream(recorded()):
+            first_audio = first_audio if first_audio is not None else time.perf_counter() - start
+            audio.append(chunk)
+        total = time.perf_counter() - start
+        return TimedSynthesis(
+            mel=np.concatenate(mels) if mels else np.zeros((0, self.spec.audio.n_mels), np.float32),
+            audio=np.concatenate(audio) if audio else np.zeros(0, np.float32),
+            first_mel_s=first_mel if first_mel is not None else total,
+            first_audio_s=first_audio if first_audio is not None else total,
+            total_s=total,
+        )
+
     def tree(self) -> list[tuple[int, Block]]:
         """``(depth, block)`` for every block, depth-first, for ``ttsstack inspect``."""
         out: list[tuple[int, Block]] = []
@@ -115,6 +143,17 @@ class Voice:
 
         walk(self.root, 0)
         return out
+
+
+@dataclass(frozen=True)
+class TimedSynthesis:
+    """A whole synthesis with its latencies: time to the first mel and audio chunks, and in total."""
+
+    mel: np.ndarray
+    audio: np.ndarray
+    first_mel_s: float
+    first_audio_s: float
+    total_s: float
 
 
 def _call_controls(speed: float) -> dict[str, torch.Tensor]:
