@@ -13,10 +13,13 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
   ONNX artifacts.
 - ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
 
-Each cell is the median of several runs, after a warm-up run per system. Peak memory is the
-process's peak resident set during the run (Linux ``VmHWM``, reset before each
-run through ``/proc/self/clear_refs``), which includes the loaded models. Prints a table and
-the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
+Each cell is the median of several runs, after a warm-up run per system. Runs are
+interleaved: every system runs once, then every system again, so a host that slows
+down or speeds up mid-benchmark moves all systems alike instead of whichever ran then.
+Peak memory is what one run adds to the resident set: the process's peak (Linux
+``VmHWM``, reset before each run through ``/proc/self/clear_refs``) minus the
+resident set before it, so loaded models (every system's stay loaded) do not count.
+Prints a table and the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Measurement:
     total_s: float
     audio_s: float
     rtf: float
-    peak_mb: float
+    run_peak_mb: float
 
 
 def _reset_peak_rss() -> None:
@@ -89,20 +92,28 @@ def run_whole(voice, text: str) -> dict[str, float]:
     return {"first_mel": mel_done, "first_audio": total, "total": total, "samples": len(audio)}
 
 
-def measure(addon: str, system: str, voice, runner, text: str, runs: int, sample_rate: int) -> Measurement:
-    """The median of ``runs`` timed runs (the voice is warm: see :func:`main`)."""
-    results, peaks = [], []
+def timed_run(voice, runner, text: str) -> dict[str, float]:
+    """One run's times and samples, plus what it added to the peak resident set (MB)."""
+    _reset_peak_rss()
+    before = _status_mb("VmRSS")
+    result = runner(voice, text)
+    return {**result, "run_peak_mb": _status_mb("VmHWM") - before}
+
+
+def measure_interleaved(addon: str, loaded: list, text: str, runs: int) -> list[Measurement]:
+    """One cell per system: medians of ``runs`` rounds, each round running every system once."""
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in loaded}
     for _ in range(runs):
-        _reset_peak_rss()
-        results.append(runner(voice, text))
-        peaks.append(_status_mb("VmHWM"))
-
-    def med(key: str) -> float:
-        return statistics.median(r[key] for r in results)
-
-    audio_s = results[0]["samples"] / sample_rate
-    return Measurement(addon, system, len(text), med("first_mel"), med("first_audio"), med("total"), audio_s,
-                       audio_s / med("total"), statistics.median(peaks))
+        for name, voice, runner in loaded:
+            results[name].append(timed_run(voice, runner, text))
+    cells = []
+    for name, voice, _ in loaded:
+        med = {key: statistics.median(r[key] for r in results[name])
+               for key in ("first_mel", "first_audio", "total", "run_peak_mb")}
+        audio_s = results[name][0]["samples"] / voice.sample_rate
+        cells.append(Measurement(addon, name, len(text), med["first_mel"], med["first_audio"], med["total"],
+                                 audio_s, audio_s / med["total"], med["run_peak_mb"]))
+    return cells
 
 
 def systems(compiled: Path, backends: list[str]):
@@ -137,12 +148,12 @@ def ratios(rows: list[Measurement]) -> list[dict]:
 
 def print_table(rows: list[Measurement], targets: list[dict]) -> None:
     """The results as aligned text."""
-    head = f"{'addon':16s} {'system':18s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} {'RTF':>6s} {'peak MB':>8s}"
+    head = f"{'addon':16s} {'system':20s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} {'RTF':>6s} {'+peak MB':>8s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r.addon:16s} {r.system:18s} {r.chars:5d} {r.first_mel_s * 1e3:10.0f} {r.first_audio_s * 1e3:12.0f} "
-              f"{r.total_s:8.2f} {r.rtf:6.1f} {r.peak_mb:8.0f}")
+        print(f"{r.addon:16s} {r.system:20s} {r.chars:5d} {r.first_mel_s * 1e3:10.0f} {r.first_audio_s * 1e3:12.0f} "
+              f"{r.total_s:8.2f} {r.rtf:6.1f} {r.run_peak_mb:8.0f}")
     print("\ntargets: first audio @1000 < 0.1 x naive total; first audio 4000/50 <= 1.3; total <= 1.1 x best whole-utterance")
     for t in targets:
         print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
@@ -204,13 +215,15 @@ def main() -> None:
         else:
             compiled = args.out / "compiled" / source.parent.name
             compile_addon(source, compiled, backends, progress=False)
-        for name, voice, runner in systems(compiled, backends):
+        loaded = list(systems(compiled, backends))
+        for _, voice, runner in loaded:
             runner(voice, texts[0].read_text().strip())  # warm-up: first calls of every stage
-            for path in texts:
-                text = path.read_text().strip()
-                rows.append(measure(voice.spec.name, name, voice, runner, text, args.runs, voice.sample_rate))
-                print(f"  {rows[-1].addon} {name} {len(text)} chars: first audio {rows[-1].first_audio_s * 1e3:.0f} ms, "
-                      f"total {rows[-1].total_s:.2f} s", file=sys.stderr)
+        for path in texts:
+            text = path.read_text().strip()
+            for cell in measure_interleaved(loaded[0][1].spec.name, loaded, text, args.runs):
+                rows.append(cell)
+                print(f"  {cell.addon} {cell.system} {cell.chars} chars: first audio {cell.first_audio_s * 1e3:.0f} ms, "
+                      f"total {cell.total_s:.2f} s", file=sys.stderr)
     targets = ratios(rows)
     print_table(rows, targets)
     report = {

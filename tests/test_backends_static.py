@@ -13,7 +13,7 @@ from ttsstack.addon import load_addon, parse_spec
 from ttsstack.backends import BackendError
 from ttsstack.backends.base import example_inputs
 from ttsstack.backends.onnx_static import OnnxStaticBackend
-from ttsstack.backends.static_blocks import StaticAutoregressiveDecoder, StaticPostnet
+from ttsstack.backends.static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticPostnet, fit_chunk
 from ttsstack.compiler import CompileError, compile_addon, read_manifest
 from ttsstack.runtime.builder import BuildContext
 from ttsstack.runtime.network import bind_inputs
@@ -70,6 +70,22 @@ def test_streamed_static_voice_equals_dynamic_voice(tiny_compiled, backend):
         got, want = static.synthesize(text), dynamic.synthesize(text)
         assert got.shape == want.shape, tokens
         assert tol.passes(float(np.abs(got - want).max()), float(np.abs(want).max())), tokens
+
+
+def test_static_decoder_chunks_shrink_to_fill_a_bucket():
+    assert fit_chunk(128, [64, 128, 256], 16) == 112  # a 144-frame window would be padded to 256
+    assert fit_chunk(128, [40, 112, 144], 16) == 128  # already a full bucket
+    assert fit_chunk(1000, [64, 128, 256], 16) == 240
+    assert fit_chunk(32, [64, 128, 256], 8) == 32  # no bucket that small: padded, never grown
+
+
+@pytest.mark.parametrize("backend", STATIC)
+def test_static_voice_decodes_in_bucket_sized_windows(tiny_compiled, backend):
+    voice = ttsstack.load(tiny_compiled, backend=backend)
+    decoder = next(block for _, block in voice.tree() if isinstance(block, StaticDecoder))
+    # tiny frame buckets 32, 64 and decoder context 2: the 32-frame first chunk
+    # (window 34) shrinks to 30 in the 32 bucket, 128-frame chunks to 60 in the 64 bucket
+    assert decoder.chunk_frames() == (30, 60)
 
 
 def test_onnx_runtime_rejects_any_other_shape(tiny_compiled):

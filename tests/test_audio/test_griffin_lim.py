@@ -14,7 +14,7 @@ def sine(hz: float, seconds: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def speech_like_mel() -> np.ndarray:
-    """75 frames (blocks of 32, 32 and 11 at the defaults) of a gliding, fading harmonic tone."""
+    """75 frames of a gliding, fading harmonic tone."""
     t = np.arange(75 * 256) / 22050
     f0 = 150 + 60 * t
     phase = 2 * np.pi * np.cumsum(f0) / 22050
@@ -36,24 +36,26 @@ def test_reconstruction_of_a_sine_has_a_close_log_mel():
 
 
 @pytest.mark.parametrize("chunk_frames", [1, 7, 1000])
-def test_streamed_output_equals_whole_output(speech_like_mel, chunk_frames):
-    vocoder = GriffinLim(SETTINGS)
+@pytest.mark.parametrize("first_block, block, sizes", [(32, 64, [32, 43]), (20, 16, [20, 16, 16, 16, 7])])
+def test_streamed_output_equals_whole_output(speech_like_mel, chunk_frames, first_block, block, sizes):
+    vocoder = GriffinLim(SETTINGS, block_frames=block, first_block_frames=first_block)
     whole = vocoder.vocode(speech_like_mel)
     chunks = [speech_like_mel[i : i + chunk_frames] for i in range(0, 75, chunk_frames)]
     streamed = list(vocoder.stream(chunks))
-    assert [len(c) for c in streamed] == [32 * 256, 32 * 256, 11 * 256]
+    assert [len(c) for c in streamed] == [n * 256 for n in sizes]
     np.testing.assert_allclose(np.concatenate(streamed), whole, rtol=0, atol=1e-6)
 
 
 def test_block_joins_cost_no_quality(speech_like_mel):
-    # Blocked reconstruction is as close to the mel as a single Griffin-Lim pass
-    # over the whole utterance, around the joins at frames 32 and 64 too.
+    # Blocked reconstruction (blocks of 32, 32 and 11 frames) is as close to the
+    # mel as a single Griffin-Lim pass over the whole utterance, around the
+    # joins at frames 32 and 64 too.
     def log_mel_error(vocoder: GriffinLim) -> np.ndarray:
         again = log_mel_spectrogram(vocoder.vocode(speech_like_mel), SETTINGS)[:75]
         error = np.abs(again - speech_like_mel).mean(axis=1)
         return np.array([error[2:-4].mean(), error[28:37].mean(), error[60:68].mean()])
 
-    blocked = log_mel_error(GriffinLim(SETTINGS))
+    blocked = log_mel_error(GriffinLim(SETTINGS, block_frames=32))
     single_pass = log_mel_error(GriffinLim(SETTINGS, block_frames=75, overlap_frames=0, crossfade_frames=0))
     assert (blocked <= 1.1 * single_pass).all(), (blocked, single_pass)
 
@@ -66,9 +68,9 @@ def test_audio_is_yielded_as_soon_as_a_block_has_its_right_context(speech_like_m
             consumed.append(i)
             yield speech_like_mel[i : i + 1]
 
-    arrived_at = [len(consumed) for _ in GriffinLim(SETTINGS, n_iter=1).stream(frames())]
-    # Block k needs frames up to (k + 1) * 32 + 8; the last one waits for the end.
-    assert arrived_at == [40, 72, 75]
+    arrived_at = [len(consumed) for _ in GriffinLim(SETTINGS, n_iter=1, block_frames=16).stream(frames())]
+    # Blocks end at frames 32, 48 and 64 and need 8 more; the last one (64..75) waits for the end.
+    assert arrived_at == [40, 56, 72, 75]
 
 
 def test_output_is_deterministic_and_seeded(speech_like_mel):
@@ -93,3 +95,5 @@ def test_rejects_bad_chunks_and_settings():
         GriffinLim(SETTINGS, overlap_frames=2, crossfade_frames=4)
     with pytest.raises(ValueError, match="momentum"):
         GriffinLim(SETTINGS, momentum=1.0)
+    with pytest.raises(ValueError, match="first_block_frames must be >= 1"):
+        GriffinLim(SETTINGS, first_block_frames=0)

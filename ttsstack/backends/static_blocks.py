@@ -131,8 +131,32 @@ class StaticNetworkBlock(NetworkBlock):
         return run_in_buckets(self.runner, inputs, self.label)
 
 
+def fit_chunk(requested: int, sizes: list[int], edges: int) -> int:
+    """The largest chunk, at most ``requested``, whose window (chunk plus ``edges`` context steps) fills a bucket.
+
+    ``requested`` itself when no bucket is small enough: that window is padded.
+    """
+    fitting = [size - edges for size in sizes if 0 < size - edges <= requested]
+    return fitting[-1] if fitting else requested
+
+
 class StaticDecoder(Decoder):
-    """``Decoder`` on a static-shape backend: each frame window padded to a bucket, or split into bucket-sized ones."""
+    """``Decoder`` on a static-shape backend: each frame window padded to a bucket, or split into bucket-sized ones.
+
+    Chunks shrink to fill buckets: with frame buckets 64, 128, 256 and context
+    8, a requested 128-frame chunk (a 144-frame window, padded to 256: 44% of
+    the call wasted) becomes 112 frames in a full 128 bucket. The first chunk
+    has no left context, so its window is the chunk plus one context; it is
+    only shrunk, never grown, so the first audio never waits for more frames.
+    """
+
+    def chunk_frames(self) -> tuple[int, int]:
+        first, rest = super().chunk_frames()
+        sizes = _sizes(self.runner)[1]
+        if not sizes:
+            return first, rest
+        context = self.spec.context
+        return fit_chunk(first, sizes, context), fit_chunk(rest, sizes, 2 * context)
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]

@@ -77,10 +77,13 @@ class Decoder(StreamableBlock):
             return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
 
         if self.spec.bounded:
-            largest = self.max_window - 2 * self.spec.context
-            sizes = chunk_sizes(min(self.options.first_chunk_frames, largest), min(self.options.chunk_frames, largest))
-            return stream_windows(upstream, run, self.spec.context, sizes)
+            return stream_windows(upstream, run, self.spec.context, chunk_sizes(*self.chunk_frames()))
         return run_whole(upstream, run)
+
+    def chunk_frames(self) -> tuple[int, int]:
+        """The first chunk's and every later chunk's frame count: the options', capped so a window fits the dim."""
+        largest = self.max_window - 2 * self.spec.context
+        return min(self.options.first_chunk_frames, largest), min(self.options.chunk_frames, largest)
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""
