@@ -18,7 +18,7 @@ the largest bucket runs on overlapping windows of that bucket (see
    for both);
 3. records every request the static blocks pad (one per sentence for the
    encoders; one per decoder window, whose length the chunk schedule sets:
-   ``first_chunk_frames + context`` first, then ``chunk_frames + 2 * context``,
+   the first chunk plus ``context``, then later chunks plus ``2 * context``,
    then the sentence's remainder), replays them through a model of
    ``run_in_buckets`` (checked to reproduce the measured calls exactly), and
    searches bucket sets of up to ``--max-buckets`` sizes (multiples of
@@ -28,10 +28,12 @@ the largest bucket runs on overlapping windows of that bucket (see
 4. without ``--quick``, compiles ``onnx-static`` with the suggested buckets
    and measures it the same way, so the prediction is checked by a run.
 
-The decoder's request lengths depend on the ``RuntimeOptions`` chunk sizes,
-not on the buckets (as long as a window fits the largest bucket), so frame
-buckets suggested here fit the default chunk schedule; re-run after changing
-it. Token requests are sentence lengths of these English texts.
+The decoder's chunks are the ``RuntimeOptions`` chunk sizes, shrunk on static
+backends so that each window fills a frame bucket when one is small enough
+(``StaticDecoder.chunk_frames``). The search keeps the recorded requests as they
+are: a suggested set that holds the steady window length (as the demo's do)
+leaves the schedule unchanged, and step 4 checks the prediction by a run. Re-run after changing the chunk
+sizes. Token requests are sentence lengths of these English texts.
 
 Prints one table and the suggested ``ttsstack compile`` command line; writes
 ``static_overhead.json`` to ``--out`` (default ``benchmarks/results/``).

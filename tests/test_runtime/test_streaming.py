@@ -75,6 +75,21 @@ def test_first_chunk_arrives_before_the_utterance_is_decoded(demo_compiled, monk
     assert len(decoder) == 1 + len(rest)
 
 
+def test_first_chunk_latency_makes_only_the_first_audio(demo_compiled, monkeypatch):
+    voice = ttsstack.load(demo_compiled, backend="cpu", options=RuntimeOptions(chunk_frames=32, first_chunk_frames=16))
+    decoder = []
+    block = voice.tree()[-1][1]
+    original = block.runner
+    monkeypatch.setattr(block, "runner", lambda inputs: decoder.append(1) or original(inputs))
+    text = "A fairly long sentence that takes many decoder chunks to finish. And a second one."
+    first_mel, first_audio = voice.first_chunk_latency(text)
+    # the vocoder's first 32-frame block needs 40 frames: decoder chunks of 16 and 32, then it stops
+    assert len(decoder) == 2
+    assert 0 < first_mel <= first_audio
+    whole = voice.synthesize_timed(text)
+    assert len(decoder) > 6 and whole.first_audio_s <= whole.total_s
+
+
 def test_sentences_stream_in_order(tiny_compiled):
     voice = ttsstack.load(tiny_compiled, backend="cpu")
     both = voice.synthesize("Abc. Defg!")

@@ -110,18 +110,11 @@ class Voice:
         """Stream ``text`` to the end, keeping the mel, the audio and when the first chunks arrived."""
         start = time.perf_counter()
         mels: list[np.ndarray] = []
-        first_mel = first_audio = None
-
-        def recorded() -> Iterator[np.ndarray]:
-            nonlocal first_mel
-            for chunk in self.stream(text, speed):
-                first_mel = first_mel if first_mel is not None else time.perf_counter() - start
-                mels.append(chunk)
-                yield chunk
-
         audio: list[np.ndarray] = []
-        for chunk in self.vocoder.stream(recorded()):
-            first_audio = first_audio if first_audio is not None else time.perf_counter() - start
+        first_mel = first_audio = None
+        for chunk, mel_at, audio_at in self._stamped_audio(text, speed, start, mels):
+            first_mel = first_mel if first_mel is not None else mel_at
+            first_audio = first_audio if first_audio is not None else audio_at
             audio.append(chunk)
         total = time.perf_counter() - start
         return TimedSynthesis(
@@ -131,6 +124,37 @@ class Voice:
             first_audio_s=first_audio if first_audio is not None else total,
             total_s=total,
         )
+
+    def first_chunk_latency(self, text: str, speed: float = 1.0) -> tuple[float, float]:
+        """Seconds to the first mel chunk and to the first audio chunk of ``text``; the rest is never made.
+
+        What a listener waits for, measured without paying for the whole
+        utterance, so latency can be sampled many times cheaply.
+        """
+        start = time.perf_counter()
+        stamped = self._stamped_audio(text, speed, start, [])
+        first = next(stamped, None)
+        stamped.close()
+        if first is None:
+            total = time.perf_counter() - start
+            return total, total
+        return first[1], first[2]
+
+    def _stamped_audio(
+        self, text: str, speed: float, start: float, mels: list[np.ndarray]
+    ) -> Iterator[tuple[np.ndarray, float, float]]:
+        """Audio chunks with the seconds since ``start`` to the first mel chunk and to this chunk; mel kept in ``mels``."""
+        first_mel: float | None = None
+
+        def recorded() -> Iterator[np.ndarray]:
+            nonlocal first_mel
+            for chunk in self.stream(text, speed):
+                first_mel = first_mel if first_mel is not None else time.perf_counter() - start
+                mels.append(chunk)
+                yield chunk
+
+        for chunk in self.vocoder.stream(recorded()):
+            yield chunk, first_mel, time.perf_counter() - start
 
     def tree(self) -> list[tuple[int, Block]]:
         """``(depth, block)`` for every block, depth-first, for ``ttsstack inspect``."""
