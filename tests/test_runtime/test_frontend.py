@@ -92,3 +92,18 @@ def test_phoneme_frontend_uses_the_trained_table():
     assert 0 not in ids  # the pad id is never produced
     with pytest.warns(UserWarning, match="dropping phonemes not in the symbol table: 'A: _: h"):
         assert PhonemesFrontend({"type": "phonemes", "symbols": ["<pad>", "_", "@"], "pad": "<pad>"}).encode("ha") == [1]
+
+
+def test_phonemize_at_its_fast_rate_gives_the_tokens_of_training_speech():
+    pytest.importorskip("espeakng_loader", reason="espeak-ng comes with the [espeak] extra")
+    from ttsstack.runtime import phonemes
+
+    texts = ["Hello world.", "Well, it's 3:45 on May 2nd; Dr. Smith (the vet) isn't here!",
+             "A voice assistant that waits for a whole paragraph before it speaks feels slow, even when its total time is short."]
+    before = phonemes.render(texts[0])
+    for text in texts:
+        assert phonemes.phonemize(text) == phonemes.render(text).phonemes, text
+    # the training rate is back after a phonemize call (espeak-ng's length varies by a few samples per call)
+    after = phonemes.render(texts[0])
+    assert abs(len(after.audio) - len(before.audio)) < 0.01 * len(before.audio)
+    assert len(phonemes.render(texts[0], rate=phonemes.PHONEMIZE_RATE).audio) < 0.7 * len(before.audio)
