@@ -65,3 +65,16 @@ def test_ar_step_overhead_runs_on_a_static_backend(tiny_tacotron_compiled, tmp_p
     assert [row["backend"] for row in rows] == ["onnx-static", "cpu"]
     assert all(row["steps"] == 20 and row["bare_us"] > 0 and row["block_us"] >= row["step_us"] for row in rows)
     assert "runner ovh" in result.stdout
+
+
+def test_vocoder_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--quick", "--addon", str(tiny_compiled),
+         "--schedule", "32,32", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "vocoder.json").read_text())["rows"]
+    assert {r["schedule"] for r in rows} == {"default", "32,32"} and len(rows) == 4
+    assert all(r["seconds"] > 0 and r["frames"] > 0 for r in rows)

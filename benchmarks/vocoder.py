@@ -1,0 +1,88 @@
+"""Griffin-Lim vocoder speed: seconds per utterance and times faster than real time, by block schedule.
+
+Usage: python benchmarks/vocoder.py [--quick] [--addon DIR] [--runs N] [--schedule FIRST,BLOCK ...] [--out DIR]
+
+The vocoder is most of every total in ``latency.py``, and the same in streaming
+and whole-utterance runs. This times ``GriffinLim.vocode`` alone on the demo
+voice's mel of each fixed text (``benchmarks/texts/``), on one thread, for each
+block schedule (first block, later blocks; frames): the default first, then
+any given with ``--schedule``. Runs of all schedules are interleaved; each cell
+is the median. Prints a table and writes ``vocoder.json`` to ``--out``. To
+compare two commits, run it on each (``PYTHONPATH=<checkout>``); on code
+without ``first_block_frames``, give no ``--schedule``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import ttsstack
+
+HERE = Path(__file__).resolve().parent
+DEMO = HERE.parent / "addons" / "fastpitch-demo" / "addon"
+
+
+def vocoder_for(voice, schedule: tuple[int, int] | None):
+    """The voice's Griffin-Lim, or one with the same settings on another block schedule."""
+    gl = voice.vocoder.griffin_lim
+    if schedule is None:
+        return gl
+    first, block = schedule
+    return type(gl)(gl.settings, n_iter=gl.n_iter, momentum=gl.momentum, block_frames=block,
+                    first_block_frames=first, overlap_frames=gl.overlap_frames,
+                    crossfade_frames=gl.crossfade_frames, seed=gl.seed)
+
+
+def main() -> None:
+    """Parse arguments, synthesize each text's mel once, time the vocoder per schedule, report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one run, two shortest texts (a smoke run)")
+    parser.add_argument("--addon", type=Path, default=DEMO, help="source or compiled addon (its eager backend makes the mel)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--schedule", action="append", default=[], metavar="FIRST,BLOCK",
+                        help="another block schedule to time, e.g. 32,32 or 32,128 (repeatable)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    voice = ttsstack.load(args.addon, "eager")
+    schedules = [None] + [tuple(int(v) for v in s.split(",")) for s in args.schedule]
+    vocoders = [(s, vocoder_for(voice, s)) for s in schedules]
+    names = ["default" if s is None else f"{s[0]},{s[1]}" for s in schedules]
+    rows = []
+    paths = sorted((HERE / "texts").glob("chars_*.txt"))
+    if args.quick:
+        paths, args.runs = paths[:2], 1
+    for path in paths:
+        mel = voice.synthesize(path.read_text().strip())
+        audio_s = mel.shape[0] * voice.spec.audio.hop_length / voice.sample_rate
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(args.runs):
+            for name, (_, gl) in zip(names, vocoders):
+                start = time.perf_counter()
+                gl.vocode(mel)
+                times[name].append(time.perf_counter() - start)
+        for name in names:
+            seconds = statistics.median(times[name])
+            rows.append({"text": path.stem, "frames": mel.shape[0], "schedule": name, "seconds": seconds,
+                         "x_real_time": audio_s / seconds})
+
+    print(f"{'text':12s} {'frames':>6s} {'schedule':>9s} {'seconds':>8s} {'x real time':>11s}")
+    for r in rows:
+        print(f"{r['text']:12s} {r['frames']:6d} {r['schedule']:>9s} {r['seconds']:8.3f} {r['x_real_time']:11.1f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"host": {"machine": platform.machine(), "torch": torch.__version__, "threads": 1, "device": "cpu"},
+              "runs": args.runs, "rows": rows}
+    (args.out / "vocoder.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out / 'vocoder.json'}")
+
+
+if __name__ == "__main__":
+    main()
