@@ -109,3 +109,13 @@ def test_decoder_windows_never_exceed_the_frame_dim_max(tmp_path):
     assert max(len(c) for c in chunks) == 40 - 2 * 2
     reference = ttsstack.load(src, backend="eager", options=RuntimeOptions(chunk_frames=8, first_chunk_frames=8))
     np.testing.assert_allclose(np.concatenate(chunks), reference.synthesize("a fairly long sentence for forty frames"), atol=STREAMING.atol)
+
+
+def test_chunks_double_from_the_first_up_to_the_rest():
+    from itertools import islice
+
+    from ttsstack.runtime.blocks.windows import chunk_sizes
+
+    assert list(islice(chunk_sizes(32, 256), 6)) == [32, 64, 128, 256, 256, 256]
+    assert list(islice(chunk_sizes(32, 100), 4)) == [32, 64, 100, 100]
+    assert list(islice(chunk_sizes(64, 16), 3)) == [64, 16, 16]

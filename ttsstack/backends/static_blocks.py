@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 from itertools import repeat
+from typing import Iterator
 
 import torch
 
@@ -150,13 +151,12 @@ class StaticDecoder(Decoder):
     only shrunk, never grown, so the first audio never waits for more frames.
     """
 
-    def chunk_frames(self) -> tuple[int, int]:
-        first, rest = super().chunk_frames()
-        sizes = _sizes(self.runner)[1]
+    def chunk_schedule(self) -> Iterator[int]:
+        schedule, sizes = super().chunk_schedule(), _sizes(self.runner)[1]
         if not sizes:
-            return first, rest
+            return schedule
         context = self.spec.context
-        return fit_chunk(first, sizes, context), fit_chunk(rest, sizes, 2 * context)
+        return (fit_chunk(size, sizes, context if i == 0 else 2 * context) for i, size in enumerate(schedule))
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]

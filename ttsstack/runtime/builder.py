@@ -19,12 +19,13 @@ SPEED = "speed"
 class RuntimeOptions:
     """Load-time knobs of the streaming blocks (per voice, not per call).
 
-    ``chunk_frames`` is how many frames the upsampler and decoder emit per
-    chunk after the first; ``first_chunk_frames`` is the (smaller) first chunk,
-    which sets time to first audio. Later chunks need only stay ahead of
-    playback, and long ones cost less per frame (each decoder window
-    recomputes its context): 256 frames (3 s at 22.05 kHz, hop 256) instead
-    of 128 made the demo's mel of 4,011 characters 22% faster. ``sentence_split`` synthesizes one sentence
+    ``first_chunk_frames`` is the (smaller) first chunk the upsampler and
+    decoders emit, which sets time to first audio; chunks then double up to
+    ``chunk_frames`` (32, 64, 128, 256, 256, ...: see ``chunk_sizes``). Later
+    chunks need only stay ahead of playback, and long ones cost less per
+    frame (each decoder window recomputes its context): 256 frames (3 s at
+    22.05 kHz, hop 256) instead of 128 made the demo's mel of 4,011
+    characters 22% faster. ``sentence_split`` synthesizes one sentence
     at a time (first audio after the first sentence); off, sentences are
     packed into pieces as long as the encoders accept.
     """

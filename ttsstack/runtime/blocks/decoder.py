@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 
 from ..network import with_length_inputs
@@ -77,13 +79,13 @@ class Decoder(StreamableBlock):
             return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
 
         if self.spec.bounded:
-            return stream_windows(upstream, run, self.spec.context, chunk_sizes(*self.chunk_frames()))
+            return stream_windows(upstream, run, self.spec.context, self.chunk_schedule())
         return run_whole(upstream, run)
 
-    def chunk_frames(self) -> tuple[int, int]:
-        """The first chunk's and every later chunk's frame count: the options', capped so a window fits the dim."""
+    def chunk_schedule(self) -> Iterator[int]:
+        """Frames per output chunk: the options' :func:`chunk_sizes`, capped so a window fits the dim."""
         largest = self.max_window - 2 * self.spec.context
-        return min(self.options.first_chunk_frames, largest), min(self.options.chunk_frames, largest)
+        return (min(size, largest) for size in chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames))
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""

@@ -18,10 +18,18 @@ Window = Callable[[torch.Tensor, int, int], Out]
 
 
 def chunk_sizes(first: int, rest: int) -> Iterator[int]:
-    """The chunk schedule: one ``first``-sized chunk (fast first audio), then ``rest``-sized ones."""
-    yield first
+    """The chunk schedule: ``first`` (fast first audio), then doubling up to ``rest``: 32, 64, 128, 256, 256, ...
+
+    Whatever comes next (the vocoder's first block, a postnet's first
+    window) usually needs a little more than the first chunk; the ramp makes
+    it wait for a small second chunk, not a full one, which matters where
+    every frame costs a decoder step.
+    """
+    size = first
+    yield size
     while True:
-        yield rest
+        size = min(2 * size, rest)
+        yield size
 
 
 def stream_windows(
