@@ -214,12 +214,7 @@ def _tokens(events: list[tuple[str, int]], n_samples: int) -> tuple[list[str], l
 
 def render(text: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE) -> Rendering:
     """Speak ``text`` with espeak-ng at ``rate`` words per minute; its audio, phoneme tokens and their sample spans."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text is empty: nothing to phonemize")
-    with _lock:
-        engine = _get_engine()
-        pcm, events = engine.synthesize(text, voice, rate)
-        sample_rate = engine.sample_rate
+    pcm, events, sample_rate = _speak(text, voice, rate)
     phonemes, boundaries = _tokens(events, len(pcm))
     return Rendering(pcm.astype(np.float32) / 32768.0, sample_rate, phonemes, boundaries)
 
@@ -229,7 +224,18 @@ def phonemize(text: str, voice: str = DEFAULT_VOICE) -> list[str]:
 
     Raises :class:`EspeakError` with the install command when espeak-ng is missing.
     """
-    return render(text, voice, PHONEMIZE_RATE).phonemes
+    pcm, events, _ = _speak(text, voice, PHONEMIZE_RATE)
+    return _tokens(events, len(pcm))[0]
+
+
+def _speak(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[str, int]], int]:
+    """espeak-ng's int16 audio of ``text``, its phoneme events and its sample rate."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text is empty: nothing to phonemize")
+    with _lock:
+        engine = _get_engine()
+        pcm, events = engine.synthesize(text, voice, rate)
+        return pcm, events, engine.sample_rate
 
 
 def espeak_info() -> dict[str, object]:
