@@ -70,6 +70,22 @@ class StateSpec(_Strict):
     init: float = 0.0
 
 
+class NoiseSpec(_Strict):
+    """A noise input the runtime fills: a standard normal draw times ``scale`` (VITS's sampling noise, say).
+
+    Keyed by the input's name in ``NetworkSpec.noise``; the input is float
+    with exactly one named dim. The draw at each step along that dim depends
+    only on ``seed``, the input's name and the step's index
+    (:func:`ttsstack.runtime.noise.noise_steps`), so a network streamed on
+    overlapping windows gets the noise a whole-utterance run gets, and the
+    same text gives the same audio. ``scale: 1.0`` leaves the scaling to the
+    network (as VITS's ``noise_scale`` does); 0 makes it deterministic.
+    """
+
+    scale: float = 1.0
+    seed: int = 0
+
+
 class NetworkSpec(_Strict):
     """One exported network: where its program lives, its tensors and its receptive field.
 
@@ -81,7 +97,8 @@ class NetworkSpec(_Strict):
     (tools rewriting ``addon.yaml`` must keep key order).
     ``lengths`` / ``mask`` name an input the runtime fills itself with the true
     length (``[1]`` int64) or validity mask (``[1, T]``, 1 for real steps), so
-    that static-shape backends can pad such a network exactly.
+    that static-shape backends can pad such a network exactly. ``noise``
+    names inputs the runtime fills with seeded noise (:class:`NoiseSpec`).
     """
 
     role: str
@@ -92,6 +109,7 @@ class NetworkSpec(_Strict):
     lengths: str | None = None
     mask: str | None = None
     states: dict[str, StateSpec] = Field(default_factory=dict)
+    noise: dict[str, NoiseSpec] = Field(default_factory=dict)
 
     @field_validator("context")
     @classmethod
@@ -107,8 +125,8 @@ class NetworkSpec(_Strict):
 
     @property
     def derived_inputs(self) -> set[str]:
-        """Inputs the runtime fills itself (lengths, mask, recurrent state)."""
-        return {n for n in (self.lengths, self.mask) if n} | set(self.states)
+        """Inputs the runtime fills itself (lengths, mask, recurrent state, noise)."""
+        return {n for n in (self.lengths, self.mask) if n} | set(self.states) | set(self.noise)
 
     @property
     def data_inputs(self) -> dict[str, TensorSpec]:
@@ -224,6 +242,16 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 raise AddonError(
                     f"{source}: networks.{net_name}.{field}: '{name}' is not an input of the network; "
                     f"inputs: {', '.join(net.inputs)}"
+                )
+        for noise_in in net.noise:
+            path = f"{source}: networks.{net_name}.noise.{noise_in}"
+            tensor = net.inputs.get(noise_in)
+            if tensor is None:
+                raise AddonError(f"{path}: '{noise_in}' is not an input of the network; inputs: {', '.join(net.inputs)}")
+            if not tensor.torch_dtype.is_floating_point or len(tensor.named_dims) != 1:
+                raise AddonError(
+                    f"{path}: a noise input must be float with exactly one named dim (the steps it is drawn along), "
+                    f"got {tensor.dtype} {tensor.shape}"
                 )
         for state_in, state in net.states.items():
             path = f"{source}: networks.{net_name}.states.{state_in}"

@@ -174,7 +174,7 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
             errors = _Errors(tolerance)
-            fed = [*recorder.spec.data_inputs, *recorder.spec.states]
+            fed = [*recorder.spec.data_inputs, *recorder.spec.states, *recorder.spec.noise]
             for inputs, want in recorder.calls:
                 got = block.call({n: inputs[n] for n in fed})
                 for output, tensor in want.items():

@@ -7,6 +7,7 @@ from typing import Iterator
 import torch
 
 from ..network import with_length_inputs
+from ..noise import with_noise_inputs
 from ..registry import BLOCKS
 from .base import (
     BlockConfig,
@@ -31,7 +32,8 @@ class Decoder(StreamableBlock):
     that many frames of overlap each side and the results are cropped, so the
     streamed output equals a whole-utterance run; ``context: unbounded`` runs
     once on the whole piece. Other inputs of the network are read from the
-    utterance tensors.
+    utterance tensors; its ``noise`` inputs are drawn for each window's frames
+    by their index in the stream, so windows see a whole run's noise.
     """
 
     role = "decoder"
@@ -74,9 +76,13 @@ class Decoder(StreamableBlock):
 
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
         extra = {n: tensors[n] for n in self.extra_inputs}
+        emitted = 0  # frames output before this window's: it starts `left` frames earlier
 
         def run(window: torch.Tensor, left: int, count: int) -> torch.Tensor:
-            return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
+            nonlocal emitted
+            inputs = with_noise_inputs(self.spec, {self.config.frames: window, **extra}, emitted - left, window.shape[1])
+            emitted += count
+            return self.call_window(inputs, window.shape[1]).narrow(1, left, count)
 
         if self.spec.bounded:
             return stream_windows(upstream, run, self.spec.context, self.chunk_schedule())

@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 
 from ..network import step_length, with_length_inputs
+from ..noise import with_noise_inputs
 from ..registry import BLOCKS
 from .base import BlockConfig, SequenceBlock, TensorInfo, Tensors, Wiring
 from .containers import ParallelSequenceBlockContainer, SequenceBlockContainer
@@ -18,7 +19,7 @@ class NetworkBlock(SequenceBlock):
     Config: ``network`` (its name in ``addon.yaml``); optional ``inputs`` /
     ``outputs`` maps from the network's tensor names to the names used in the
     stack, for networks from code bases with other naming. Inputs the network
-    declares as ``lengths``/``mask`` are filled by the runtime.
+    declares as ``lengths``/``mask``/``noise`` are filled by the runtime.
     """
 
     class Config(BlockConfig):
@@ -55,11 +56,11 @@ class NetworkBlock(SequenceBlock):
 
     def run(self, tensors: Tensors) -> Tensors:
         inputs = {net_name: tensors[name] for net_name, name in self.input_names.items()}
-        outputs = self.call(inputs)
+        outputs = self.call(with_noise_inputs(self.spec, inputs, 0, step_length(self.spec, inputs)))
         return {name: outputs[net_name] for net_name, name in self.output_names.items()}
 
     def call(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Run the network on whole, unpadded inputs (static backends override this)."""
+        """Run the network on whole, unpadded inputs, its noise given (static backends override this)."""
         length = step_length(self.spec, inputs)
         return self.runner(with_length_inputs(self.spec, dict(inputs), length, length))
 
