@@ -17,6 +17,7 @@ import torch
 
 from ttsstack.addon import AddonError, load_addon, parse_spec
 from ttsstack.compiler import compile_addon
+from ttsstack.loader import load
 from ttsstack.parity import check_parity
 from ttsstack.runtime.blocks.upsampler import repeats_of
 from ttsstack.runtime.blocks.windows import stream_windows
@@ -60,6 +61,13 @@ def vits_compiled(vits_addon, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def programs(vits_addon):
+    """The addon's spec and its two exported programs as modules, loaded once."""
+    addon = load_addon(vits_addon)
+    return addon.spec, addon.load_program("text_encoder").module(), addon.load_program("waveform").module()
+
+
+@pytest.fixture(scope="module")
 def library():
     """The library's model with the addon's seeded weights: the reference."""
     return vits.seeded_model(vits.tiny_config())
@@ -81,7 +89,10 @@ def library_run(library, spec, tokens: torch.Tensor, speed: float = 1.0, frame_n
         noise = drawn[..., :shape[-1]]
         return noise if frame_noise else torch.zeros_like(noise)
 
-    hook = library.flow.register_forward_pre_hook(lambda _module, args: captured.setdefault("latents", args[0]))
+    def keep_flow_input(_module, args) -> None:
+        captured["latents"] = args[0]
+
+    hook = library.flow.register_forward_pre_hook(keep_flow_input)
     try:
         with torch.no_grad(), vits.randn_returns(noise_for(spec, "text_encoder", tokens.shape[1]), frames):
             out = library(tokens, speaking_rate=library.config.speaking_rate * speed)
@@ -90,27 +101,23 @@ def library_run(library, spec, tokens: torch.Tensor, speed: float = 1.0, frame_n
     return out.waveform, captured["latents"]
 
 
-def test_addon_networks_equal_the_library_forward(vits_addon, library):
-    """The exported programs, with the Upsampler in between, give ``VitsModel.forward``'s waveform exactly."""
-    addon = load_addon(vits_addon)
-    spec = addon.spec
-    text = addon.load_program("text_encoder").module()
-    waveform = addon.load_program("waveform").module()
+@pytest.mark.parametrize("speed", [1.0, 1.7])
+def test_addon_networks_equal_the_library_forward(programs, library, speed):
+    """The exported programs, the durations repeated in between, give ``VitsModel.forward``'s waveform exactly."""
+    spec, text, waveform = programs
     tokens = torch.tensor([[5, 9, 12, 1, 20, 7, 3, 14, 9, 2, 30]])
     length = tokens.shape[1]
     with torch.no_grad():
-        prior, durations = text(tokens, torch.ones(1, length), torch.ones(1), noise_for(spec, "text_encoder", length))
+        prior, durations = text(tokens, torch.ones(1, length), torch.tensor([speed]), noise_for(spec, "text_encoder", length))
         frames = prior[0].repeat_interleave(repeats_of(durations), 0).unsqueeze(0)
         audio = waveform(frames, torch.ones(1, frames.shape[1]), noise_for(spec, "waveform", frames.shape[1]))
-    want, _ = library_run(library, spec, tokens)
+    want, _ = library_run(library, spec, tokens, speed=speed)
     assert torch.equal(audio, want)
 
 
-def test_upsampler_is_the_vits_alignment_path(vits_compiled, library):
+def test_upsampler_is_the_vits_alignment_path(vits_addon, library):
     """The Upsampler's frames are the prior VITS expands with ``generate_path`` (``attn @ m_p``): equal with no frame noise."""
-    from ttsstack.loader import load
-
-    voice = load(vits_compiled, backend="eager", compile_if_needed=False, warmup=False)
+    voice = load(vits_addon, backend="eager", warmup=False)
     text = "Hello, world."
     (tokens,) = voice.frontend.pieces(text, voice.max_tokens)
     frames = torch.from_numpy(voice.synthesize(text))
@@ -119,12 +126,10 @@ def test_upsampler_is_the_vits_alignment_path(vits_compiled, library):
     assert torch.equal(frames[:, :flow_size], latents[0].T)
 
 
-def test_waveform_network_streams_exactly_on_windows(vits_addon):
+def test_waveform_network_streams_exactly_on_windows(programs):
     """The waveform network on overlapping windows of its declared context, noise by frame index, equals a whole run."""
-    addon = load_addon(vits_addon)
-    spec = addon.spec
+    spec, _, program = programs
     net = spec.networks["waveform"]
-    program = addon.load_program("waveform").module()
     hop = spec.audio.hop_length
     frames = torch.randn(1, 3 * BLOCK + 5, net.inputs["frames"].shape[-1], generator=torch.Generator().manual_seed(3))
     ((noise_name, noise),) = net.noise.items()
