@@ -5,9 +5,10 @@ override applied), the ``.pt2`` programs, ``artifacts/<backend>/...`` and
 ``manifest.yaml``. Each job (network, backend, bucket) is keyed by the content
 hash of its program, its network spec, the backend and its toolchain versions:
 an unchanged job whose artifact is intact is not compiled again. Every
-artifact is validated against its program right after it is written. A job
-that fails is reported with its network and backend, and the others are still
-written.
+artifact is validated against its program right after it is written (static
+ones also with real padding), trying the backend's next route when one fails;
+each bounded network's declared ``context`` is probed first. A job that fails
+is reported with its network and backend, and the others are still written.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..runtime.builder import plan_stack
 from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
 from .manifest import ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
-from .validate import validate_runner
+from .validate import ContextTooSmall, check_context, validate_runner
 
 ALL = "all"
 
@@ -101,12 +102,22 @@ def _still_valid(entry: ArtifactEntry, spec: AddonSpec, programs: dict[str, str]
     if entry.network not in spec.networks:
         return False
     net_spec = spec.networks[entry.network].model_dump(mode="json")
-    return entry.key == cache_key(programs[entry.network], net_spec, entry.backend, entry.toolchain, entry.bucket)
+    versions = {**entry.toolchain, **entry.settings}
+    return entry.key == cache_key(programs[entry.network], net_spec, entry.backend, versions, entry.bucket)
 
 
 def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None, route: str | None) -> str:
     tag = "" if bucket is None else "." + ".".join(f"{d}{n}" for d, n in sorted(bucket.items()))
     return f"artifacts/{backend.name}/{network}{tag}{backend.suffix_for(route)}"
+
+
+def _probe(net: str, net_spec, program, dims) -> str | None:
+    """Why the network's declared ``context`` is false (see :func:`check_context`), or None."""
+    try:
+        check_context(net, net_spec, program.module(), dims)
+    except ContextTooSmall as exc:
+        return str(exc)
+    return None
 
 
 def _route_failure(route: str, exc: Exception) -> str:
@@ -198,13 +209,15 @@ def compile_addon(
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
     loaded_programs: dict = {}
+    probed: dict[str, str | None] = {}  # network -> why its declared context is false, None when it holds
     bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress)
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"
         bar.set_postfix_str(job)
         net_spec = spec.networks[net]
         toolchain = backend.toolchain()
-        key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, toolchain, bucket)
+        settings = backend.settings()
+        key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, {**toolchain, **settings}, bucket)
         old = previous_by_key.get(key)
         if old and (out / old.file).is_file() and sha256_file(out / old.file) == old.sha256:
             entries.append(old)
@@ -213,6 +226,9 @@ def compile_addon(
         try:
             if net not in loaded_programs:
                 loaded_programs[net] = compiled.load_program(net)
+                probed[net] = _probe(net, net_spec, loaded_programs[net], spec.dims)
+            if probed[net]:
+                raise ContextTooSmall(probed[net])
             rel, details = _compile_job(
                 net, net_spec, loaded_programs[net], backend, spec.dims, bucket, compiled.network_file(net), out
             )
@@ -230,6 +246,7 @@ def compile_addon(
                 toolchain=toolchain,
                 key=key,
                 details=details,
+                settings=settings,
             )
         )
         report.compiled.append(job)

@@ -30,6 +30,7 @@ class ArtifactEntry(BaseModel):
     toolchain: dict[str, str]
     key: str
     details: dict[str, str] = Field(default_factory=dict)  # the backend's record: route, what a host needs
+    settings: dict[str, str] = Field(default_factory=dict)  # compile settings (compiler flags); in the key
 
 
 class Manifest(BaseModel):
