@@ -3,8 +3,9 @@
 An addon is a folder holding ``addon.yaml`` and one ``torch.export`` program
 (``.pt2``) per named network. This module is the format and nothing else: it
 imports no other part of ttsstack but :mod:`ttsstack.recurrent` (the operators
-a program may contain, which imports only torch), so authoring tools and the
-runtime share one definition of what a valid addon is.
+a program may contain) and :mod:`ttsstack.pt2` (reading a program without
+running its author's code), which import only torch, so authoring tools and
+the runtime share one definition of what a valid addon is.
 
 Every validation error is an :class:`AddonError` whose message starts with the
 dotted path of the offending entry (``networks.decoder.inputs.frames.shape[1]:
@@ -21,6 +22,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .pt2 import ProgramFileError, read_program
 from .recurrent import recurrent_as_ops
 
 ADDON_FILE = "addon.yaml"
@@ -263,8 +265,11 @@ class Addon:
         return path
 
     def load_program(self, name: str) -> torch.export.ExportedProgram:
-        """The network's ``torch.export`` program."""
-        return torch.export.load(str(self.network_file(name)))
+        """The network's ``torch.export`` program, read as untrusted input (:func:`~ttsstack.pt2.read_program`)."""
+        try:
+            return read_program(self.network_file(name))
+        except ProgramFileError as exc:
+            raise AddonError(f"networks.{name}.file: {exc}") from None
 
 
 def load_addon(folder: str | Path) -> Addon:
