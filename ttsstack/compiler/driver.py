@@ -5,9 +5,13 @@ override applied), the ``.pt2`` programs, ``artifacts/<backend>/...`` and
 ``manifest.yaml``. Each job (network, backend, bucket) is keyed by the content
 hash of its program, its network spec, the backend and its toolchain versions:
 an unchanged job whose artifact is intact is not compiled again. Every
-artifact is validated against its program right after it is written. A job
-that fails is reported with its network and backend, and the others are still
-written.
+program's outputs are checked against the shapes ``addon.yaml`` declares, and
+every artifact is validated against its program, before it is renamed into
+place. A job that fails (an ``OSError`` such as a full disk included) is
+reported with its network and backend, and the others are still written.
+Files are written whole or not at all and one compile holds the output
+folder at a time (:mod:`ttsstack.compiler.files`), so concurrent compiles for
+different backends all end up in the manifest.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from ..backends.base import Backend, BackendError, ModuleRunner, NetworkArtifact
 from ..runtime.builder import plan_stack
 from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
-from .manifest import ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
-from .validate import validate_runner
+from .files import folder_lock, staged, write_atomically
+from .manifest import MANIFEST_FILE, ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
+from .validate import check_declared_outputs, validate_runner
 
 ALL = "all"
 
@@ -74,19 +79,19 @@ def with_buckets(spec: AddonSpec, buckets: dict[str, list[int]] | None) -> Addon
     return parse_spec(data, "--buckets")
 
 
-def _copy_sources(addon: Addon, spec: AddonSpec, out: Path) -> dict[str, str]:
-    """Copy the programs and write ``addon.yaml`` into ``out``; return program hashes."""
-    out.mkdir(parents=True, exist_ok=True)
+def _copy_sources(addon: Addon, spec: AddonSpec, out: Path) -> tuple[dict[str, str], str]:
+    """Copy the programs and write ``addon.yaml`` into ``out``; return the program hashes and the config's."""
     hashes = {}
     for name in spec.networks:
         src = addon.network_file(name)
         dst = Addon(out, spec).resolve(spec.networks[name].file, f"networks.{name}.file")
         if src != dst:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            with staged(dst) as tmp:
+                shutil.copyfile(src, tmp)
         hashes[name] = sha256_file(dst)
-    (out / ADDON_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return hashes
+    write_atomically(out / ADDON_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode())
+    return hashes, sha256_file(out / ADDON_FILE)
 
 
 def _previous(out: Path) -> list[ArtifactEntry]:
@@ -130,6 +135,29 @@ def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> lis
     return jobs
 
 
+class _Programs:
+    """Each network's program loaded once per compile and checked against its declared outputs (or why not)."""
+
+    def __init__(self, compiled: Addon):
+        self.compiled = compiled
+        self._loaded: dict[str, object] = {}
+
+    def get(self, net: str):
+        """The checked program; raises the same error for every job of a network that fails the check."""
+        if net not in self._loaded:
+            try:
+                program = self.compiled.load_program(net)
+                reference = ModuleRunner(self.compiled.spec.networks[net], program.module())
+                check_declared_outputs(net, reference, self.compiled.spec.dims)
+                self._loaded[net] = program
+            except Exception as exc:  # noqa: BLE001 - reported by every job of the network
+                self._loaded[net] = exc
+        result = self._loaded[net]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
 def compile_addon(
     source: str | Path,
     out: str | Path,
@@ -140,22 +168,32 @@ def compile_addon(
     """Compile the addon at ``source`` into ``out`` for ``backends``; see the module docstring.
 
     Raises :class:`CompileError` after writing everything that succeeded when
-    any job fails.
+    any job fails. Waits while another compile holds ``out``.
     """
     source, out = Path(source), Path(out)
     addon = load_addon(source)
     spec = with_buckets(addon.spec, buckets)
     plan_stack(spec)  # wiring mistakes fail before any compile work
     targets = resolve_backends(backends)
-    previous = _previous(out)
-    programs = _copy_sources(addon, spec, out)
-    compiled = Addon(out, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, progress):
+        return _compile_locked(addon, spec, targets, out, progress)
+
+
+def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: Path, progress: bool) -> CompileReport:
     report = CompileReport()
+    previous = _previous(out)
+    try:
+        programs, config_sha = _copy_sources(addon, spec, out)
+    except OSError as exc:
+        report.failed[f"copy the addon into {out}"] = f"{type(exc).__name__}: {exc}"
+        raise CompileError(report) from None
+    compiled = Addon(out, spec)
     jobs = _jobs(spec, targets, report)
     names = {b.name for b in targets}
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
-    loaded_programs: dict = {}
+    loaded = _Programs(compiled)
     bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress)
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"
@@ -171,24 +209,23 @@ def compile_addon(
             report.reused.append(job)
             continue
         try:
-            if net not in loaded_programs:
-                loaded_programs[net] = compiled.load_program(net)
-            program = loaded_programs[net]
+            program = loaded.get(net)
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend.compile(program, net_spec, spec.dims, bucket, path)
-            runner = backend.load(NetworkArtifacts(net, net_spec, compiled.network_file(net), [Artifact(path, bucket)]))
-            reference = ModuleRunner(net_spec, program.module())
-            validate_runner(net, backend.name, reference, runner, spec.dims, bucket, for_backend(backend.name, backend.device))
-        except Exception as exc:  # noqa: BLE001 - one failed job must not stop the others
+            with staged(path) as tmp:  # renamed into place only once validated
+                backend.compile(program, net_spec, spec.dims, bucket, tmp)
+                runner = backend.load(NetworkArtifacts(net, net_spec, compiled.network_file(net), [Artifact(tmp, bucket)]))
+                reference = ModuleRunner(net_spec, program.module())
+                validate_runner(net, backend.name, reference, runner, spec.dims, bucket, for_backend(backend.name, backend.device))
+                sha = sha256_file(tmp)
+        except Exception as exc:  # noqa: BLE001 - one failed job (a full disk included) must not stop the others
             report.failed[job] = f"{type(exc).__name__}: {exc}"
-            path.unlink(missing_ok=True)
             continue
         entries.append(
             ArtifactEntry(
                 network=net,
                 backend=backend.name,
                 file=rel,
-                sha256=sha256_file(path),
+                sha256=sha,
                 bucket=bucket,
                 shapes=_shapes(net_spec, bucket),
                 toolchain=toolchain,
@@ -196,7 +233,10 @@ def compile_addon(
             )
         )
         report.compiled.append(job)
-    Manifest(addon=spec.name, programs=programs, artifacts=entries).write(out)
+    try:
+        Manifest(addon=spec.name, config_sha256=config_sha, programs=programs, artifacts=entries).write(out)
+    except OSError as exc:
+        report.failed[f"write {out / MANIFEST_FILE}"] = f"{type(exc).__name__}: {exc}"
     if report.failed:
         raise CompileError(report)
     return report
