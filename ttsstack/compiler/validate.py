@@ -40,6 +40,37 @@ def validation_sizes(spec: NetworkSpec, dims: dict[str, DimSpec], bucket: dict[s
     return [{d: min(n, dims[d].max) for d in names} for n in VALIDATION_LENGTHS]
 
 
+class DeclaredShapeError(RuntimeError):
+    """A program whose outputs differ from the shapes or dtypes its ``addon.yaml`` declares; lists them all."""
+
+
+def check_declared_outputs(network: str, reference, dims: dict[str, DimSpec]) -> None:
+    """Run the program at the validation lengths; every output must have its declared rank, sizes and dtype.
+
+    Fixed sizes (the mel's last dim included) and named dims the inputs set are
+    checked; a named dim that only an output has can take any size.
+    """
+    spec = reference.spec
+    problems: list[str] = []
+    for sizes in validation_sizes(spec, dims, None):
+        with torch.inference_mode():
+            got = reference(example_inputs(spec, sizes, seed=1))
+        for name, declared in spec.outputs.items():
+            where = f"networks.{network}.outputs.{name}"
+            tensor = got[name]
+            if tensor.dim() != len(declared.shape):
+                problems.append(f"{where}.shape: declared {declared.shape}, the program returns {list(tensor.shape)} at {sizes}")
+                continue
+            for axis, (want, have) in enumerate(zip(declared.shape, tensor.shape)):
+                want = sizes.get(want) if isinstance(want, str) else want
+                if want is not None and want != have:
+                    problems.append(f"{where}.shape[{axis}]: declared {declared.shape[axis]} = {want}, the program returns {have} at {sizes}")
+            if tensor.dtype != declared.torch_dtype:
+                problems.append(f"{where}.dtype: declared {declared.dtype}, the program returns {str(tensor.dtype).removeprefix('torch.')}")
+    if problems:
+        raise DeclaredShapeError("the program does not return what addon.yaml declares:\n    " + "\n    ".join(dict.fromkeys(problems)))
+
+
 def compare(name: str, sizes: dict[str, int], got: torch.Tensor, want: torch.Tensor, tol: Tolerance) -> OutputMismatch | None:
     """A mismatch when shapes differ or the error exceeds the tolerance, else None."""
     if got.shape != want.shape:
