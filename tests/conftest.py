@@ -20,6 +20,7 @@ from ttsstack.compiler import compile_addon
 from . import neuron_emulator
 from .tiny_addon import build_tiny_addon
 from .tiny_tacotron import build_tiny_tacotron
+from .tiny_vocoder import add_tiny_vocoder
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ADDON = REPO / "addons" / "fastpitch-demo" / "addon"
@@ -118,3 +119,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_vocoder_compiled(tiny_compiled, tmp_path_factory) -> Path:
+    """The compiled tiny addon plus a tiny HiFi-GAN-like vocoder network, compiled for every test backend."""
+    out = tmp_path_factory.mktemp("tiny-vocoder") / "compiled"
+    shutil.copytree(tiny_compiled, out)
+    return add_tiny_vocoder(out, TEST_BACKENDS)
