@@ -197,7 +197,18 @@ class AddonSpec(_Strict):
     networks: dict[str, NetworkSpec]
     dims: dict[str, DimSpec] = Field(default_factory=dict)
     stack: list[dict[str, Any]]
-    vocoder: dict[str, Any] = Field(default_factory=lambda: {"type": "GriffinLim"})
+    vocoder: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_vocoder(cls, data: Any) -> Any:
+        """Without a ``vocoder`` entry: the addon's vocoder network (``{type: Network}``) when it has one
+        (a network of role ``vocoder``), else Griffin-Lim."""
+        if isinstance(data, Mapping) and "vocoder" not in data:
+            networks = data.get("networks")
+            roles = [n.get("role") for n in networks.values() if isinstance(n, Mapping)] if isinstance(networks, Mapping) else []
+            data = {**data, "vocoder": {"type": "Network" if "vocoder" in roles else "GriffinLim"}}
+        return data
 
     def networks_with_role(self, role: str) -> dict[str, NetworkSpec]:
         """The networks of one role, in file order."""

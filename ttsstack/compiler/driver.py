@@ -116,15 +116,6 @@ def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None
     return f"artifacts/{backend.name}/{network}{tag}{backend.suffix_for(route)}"
 
 
-def _probe(net: str, net_spec, program, dims) -> str | None:
-    """Why the network's declared ``context`` is false (see :func:`check_context`), or None."""
-    try:
-        check_context(net, net_spec, program.module(), dims)
-    except ContextTooSmall as exc:
-        return str(exc)
-    return None
-
-
 def _route_failure(route: str, exc: Exception) -> str:
     """One line: the route, the error type and the last line of its message (TorchScript puts the cause after a traceback)."""
     kind = type(exc).__name__
