@@ -126,6 +126,27 @@ def test_upsampler_is_the_vits_alignment_path(vits_addon, library):
     assert torch.equal(frames[:, :flow_size], latents[0].T)
 
 
+def test_voice_audio_equals_the_library_waveform(vits_compiled, library):
+    """End to end on the eager backend: text, Encoders, Upsampler, the streamed waveform network = ``VitsModel.forward``."""
+    voice = load(vits_compiled, backend="eager", compile_if_needed=False)
+    text = "The quick brown fox."
+    (tokens,) = voice.frontend.pieces(text, voice.max_tokens)
+    want, _ = library_run(library, voice.spec, tokens)
+    got = torch.from_numpy(voice.synthesize_audio(text)).unsqueeze(0)
+    assert got.shape == want.shape
+    assert STREAMING.passes((got - want).abs().max().item(), want.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", TEST_BACKENDS)
+def test_compiles_and_passes_parity(vits_compiled, backend):
+    """Every backend against the eager reference: each network, the prior frames and the waveform, whole and streamed."""
+    report = check_parity(vits_compiled, backends=[backend], texts=TEXTS)
+    assert report.passed, report.table()
+    assert [r.stage for r in report.rows] == [
+        "text_encoder", "waveform", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"
+    ]
+
+
 def test_waveform_network_streams_exactly_on_windows(programs):
     """The waveform network on overlapping windows of its declared context, noise by frame index, equals a whole run."""
     spec, _, program = programs
