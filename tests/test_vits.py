@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ttsstack.addon import AddonError, load_addon, parse_spec
+from ttsstack.addon import AddonError, parse_spec
 from ttsstack.compiler import compile_addon
 from ttsstack.loader import load
 from ttsstack.parity import check_parity
@@ -45,26 +45,24 @@ vits = load_script()
 
 
 @pytest.fixture(scope="session")
-def vits_addon(tmp_path_factory) -> Path:
-    """The tiny VITS addon: T_text bucket 32, T_frames bucket 64 (the waveform's context is 16 frames)."""
-    folder, _ = vits.build_addon(tmp_path_factory.mktemp("vits") / "addon", vits.tiny_config(),
-                                 text_buckets=[32], frame_buckets=[64], max_frames=4096)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def vits_compiled(vits_addon, tmp_path_factory) -> Path:
-    """The tiny VITS addon compiled for every test backend."""
-    out = tmp_path_factory.mktemp("vits-compiled") / "compiled"
-    compile_addon(vits_addon, out, TEST_BACKENDS, progress=False)
-    return out
+def vits_compiled(tmp_path_factory) -> Path:
+    """The tiny VITS addon (T_text bucket 32, T_frames bucket 64; context 16 frames) compiled for every test backend."""
+    root = tmp_path_factory.mktemp("vits")
+    source, _ = vits.build_addon(root / "addon", vits.tiny_config(), text_buckets=[32], frame_buckets=[64], max_frames=4096)
+    compile_addon(source, root / "compiled", TEST_BACKENDS, progress=False)
+    return root / "compiled"
 
 
 @pytest.fixture(scope="module")
-def programs(vits_addon):
-    """The addon's spec and its two exported programs as modules, loaded once."""
-    addon = load_addon(vits_addon)
-    return addon.spec, addon.load_program("text_encoder").module(), addon.load_program("waveform").module()
+def eager(vits_compiled):
+    """The addon's voice on the eager backend (its runners are the exported programs themselves)."""
+    return load(vits_compiled, backend="eager", compile_if_needed=False)
+
+
+@pytest.fixture(scope="module")
+def parity_report(vits_compiled):
+    """``ttsstack parity`` of every test backend against eager (the reference run once)."""
+    return check_parity(vits_compiled, backends=TEST_BACKENDS, texts=TEXTS)
 
 
 @pytest.fixture(scope="module")
@@ -102,54 +100,52 @@ def library_run(library, spec, tokens: torch.Tensor, speed: float = 1.0, frame_n
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.7])
-def test_addon_networks_equal_the_library_forward(programs, library, speed):
+def test_addon_networks_equal_the_library_forward(eager, library, speed):
     """The exported programs, the durations repeated in between, give ``VitsModel.forward``'s waveform exactly."""
-    spec, text, waveform = programs
+    spec, text, waveform = eager.spec, eager.runners["text_encoder"], eager.runners["waveform"]
     tokens = torch.tensor([[5, 9, 12, 1, 20, 7, 3, 14, 9, 2, 30]])
     length = tokens.shape[1]
     with torch.no_grad():
-        prior, durations = text(tokens, torch.ones(1, length), torch.tensor([speed]), noise_for(spec, "text_encoder", length))
-        frames = prior[0].repeat_interleave(repeats_of(durations), 0).unsqueeze(0)
-        audio = waveform(frames, torch.ones(1, frames.shape[1]), noise_for(spec, "waveform", frames.shape[1]))
+        encoded = text({"tokens": tokens, "text_mask": torch.ones(1, length), "speed": torch.tensor([speed]),
+                        "duration_noise": noise_for(spec, "text_encoder", length)})
+        frames = encoded["prior"][0].repeat_interleave(repeats_of(encoded["durations"]), 0).unsqueeze(0)
+        audio = waveform({"frames": frames, "frames_mask": torch.ones(1, frames.shape[1]),
+                          "frame_noise": noise_for(spec, "waveform", frames.shape[1])})["audio"]
     want, _ = library_run(library, spec, tokens, speed=speed)
     assert torch.equal(audio, want)
 
 
-def test_upsampler_is_the_vits_alignment_path(vits_addon, library):
+def test_upsampler_is_the_vits_alignment_path(eager, library):
     """The Upsampler's frames are the prior VITS expands with ``generate_path`` (``attn @ m_p``): equal with no frame noise."""
-    voice = load(vits_addon, backend="eager", warmup=False)
     text = "Hello, world."
-    (tokens,) = voice.frontend.pieces(text, voice.max_tokens)
-    frames = torch.from_numpy(voice.synthesize(text))
-    _, latents = library_run(library, voice.spec, tokens, frame_noise=False)
+    (tokens,) = eager.frontend.pieces(text, eager.max_tokens)
+    frames = torch.from_numpy(eager.synthesize(text))
+    _, latents = library_run(library, eager.spec, tokens, frame_noise=False)
     flow_size = library.config.flow_size
     assert torch.equal(frames[:, :flow_size], latents[0].T)
 
 
-def test_voice_audio_equals_the_library_waveform(vits_compiled, library):
+def test_voice_audio_equals_the_library_waveform(eager, library):
     """End to end on the eager backend: text, Encoders, Upsampler, the streamed waveform network = ``VitsModel.forward``."""
-    voice = load(vits_compiled, backend="eager", compile_if_needed=False)
     text = "The quick brown fox."
-    (tokens,) = voice.frontend.pieces(text, voice.max_tokens)
-    want, _ = library_run(library, voice.spec, tokens)
-    got = torch.from_numpy(voice.synthesize_audio(text)).unsqueeze(0)
+    (tokens,) = eager.frontend.pieces(text, eager.max_tokens)
+    want, _ = library_run(library, eager.spec, tokens)
+    got = torch.from_numpy(eager.synthesize_audio(text)).unsqueeze(0)
     assert got.shape == want.shape
     assert STREAMING.passes((got - want).abs().max().item(), want.abs().max().item())
 
 
 @pytest.mark.parametrize("backend", TEST_BACKENDS)
-def test_compiles_and_passes_parity(vits_compiled, backend):
+def test_compiles_and_passes_parity(parity_report, backend):
     """Every backend against the eager reference: each network, the prior frames and the waveform, whole and streamed."""
-    report = check_parity(vits_compiled, backends=[backend], texts=TEXTS)
-    assert report.passed, report.table()
-    assert [r.stage for r in report.rows] == [
-        "text_encoder", "waveform", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"
-    ]
+    rows = [r for r in parity_report.rows if r.backend == backend]
+    assert [r.stage for r in rows] == ["text_encoder", "waveform", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"]
+    assert all(r.passed for r in rows), parity_report.table()
 
 
-def test_waveform_network_streams_exactly_on_windows(programs):
+def test_waveform_network_streams_exactly_on_windows(eager):
     """The waveform network on overlapping windows of its declared context, noise by frame index, equals a whole run."""
-    spec, _, program = programs
+    spec, runner = eager.spec, eager.runners["waveform"]
     net = spec.networks["waveform"]
     hop = spec.audio.hop_length
     frames = torch.randn(1, 3 * BLOCK + 5, net.inputs["frames"].shape[-1], generator=torch.Generator().manual_seed(3))
@@ -157,9 +153,8 @@ def test_waveform_network_streams_exactly_on_windows(programs):
 
     def call(window: torch.Tensor, start: int) -> torch.Tensor:
         inputs = {"frames": window, noise_name: noise_steps(noise_name, noise, net.inputs[noise_name], start, window.shape[1])}
-        inputs = with_length_inputs(net, inputs, window.shape[1], window.shape[1])
         with torch.no_grad():
-            return program(*(inputs[n] for n in net.inputs))
+            return runner(with_length_inputs(net, inputs, window.shape[1], window.shape[1]))["audio"]
 
     emitted = 0
 
