@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import threading
@@ -60,13 +61,20 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
 
 
-def _fill(disk: Path) -> None:
+def _fill(disk: Path, leave: int = 0) -> None:
+    """Fill ``disk`` until ``leave`` bytes (rounded up to whole blocks) are free."""
+    block = os.statvfs(disk).f_bsize
+    keep = -(-leave // block)
     with open(disk / "filler", "wb", buffering=0) as f:
         try:
-            while True:
-                f.write(b"\0" * 4096)
+            while os.statvfs(disk).f_bavail > keep:
+                f.write(b"\0" * block)
         except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+            assert exc.errno == errno.ENOSPC and keep == 0
+
+
+def _blocks(paths: list[Path], block: int) -> int:
+    return sum(-(-p.stat().st_size // block) for p in paths) * block
 
 
 def test_full_disk_fails_jobs_and_keeps_the_previous_compile(tiny_addon, small_disk, python_writer_backend, tmp_path):
@@ -87,6 +95,23 @@ def test_full_disk_fails_jobs_and_keeps_the_previous_compile(tiny_addon, small_d
     assert read_manifest(out).backends() == ["cpu"]
     assert not [p for p in out.rglob("*") if ".partial-" in p.name]
     ttsstack.load(out, backend="cpu", compile_if_needed=False, warmup=False)
+
+
+def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk, python_writer_backend):
+    """Room for the addon's own files only: every job and the manifest fail, reported together, nothing half-written."""
+    if small_disk is None:
+        pytest.skip("mounting a tmpfs is not allowed here; the injected-ENOSPC variant runs in the test above")
+    sources = [*(tiny_addon / "networks").iterdir(), tiny_addon / "addon.yaml"]
+    _fill(small_disk, leave=_blocks(sources, os.statvfs(small_disk).f_bsize))
+    out = small_disk / "compiled"
+    with pytest.raises(CompileError) as err:
+        compile_addon(tiny_addon, out, ["test-pywrite"], progress=False)
+    failed = err.value.report.failed
+    assert set(failed) == {f"{n} [test-pywrite]" for n in ("text_encoder", "duration_encoder", "decoder")} | {
+        f"write {out / 'manifest.yaml'}"}
+    assert all("No space left on device" in why for why in failed.values())
+    assert not (out / "manifest.yaml").exists()
+    assert not [p for p in out.rglob("*") if ".partial-" in p.name]
 
 
 def test_concurrent_compiles_into_one_folder_keep_both(tiny_addon, tmp_path, python_writer_backend):
