@@ -20,6 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import ttsstack
+from ttsstack.compiler import compile_addon
 from ttsstack.runtime import BLOCKS, RuntimeOptions, StreamableBlock
 from ttsstack.runtime.blocks.base import BlockConfig
 from ttsstack.runtime.blocks.decoder import Decoder
@@ -64,6 +65,7 @@ def faulty_voice(tiny_compiled, tmp_path_factory):
     data["name"] = "tiny-faulty"
     data["stack"][0]["streamable_block"]["stack"].append({"type": "FailAfter", "chunks": 4})
     (folder / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    compile_addon(folder, folder, [], progress=False)  # re-hash the edited config; every artifact is kept
     yield ttsstack.load(folder, backend="eager", options=OPTIONS, compile_if_needed=False)
     BLOCKS.unregister("FailAfter")
 

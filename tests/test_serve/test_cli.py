@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ttsstack.cli import main
+from ttsstack.compiler import compile_addon
 from ttsstack.serve import AddonSource, parse_addon_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ def test_serve_process_serves_addons_on_their_own_backends(tiny_compiled, tmp_pa
     shutil.copytree(tiny_compiled, other)
     data = yaml.safe_load((other / "addon.yaml").read_text())
     (other / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-2"}, sort_keys=False))
+    compile_addon(other, other, [], progress=False)  # re-hash the edited config; every artifact is kept
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning",
            "--addon", f"{tiny_compiled}:cpu", "--addon", f"{other}:eager"]
