@@ -75,14 +75,14 @@ def load(
                 f"run: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
             )
         for entry in entries:
-            problem = backend_obj.incompatibility(entry.toolchain)
+            problem = backend_obj.incompatibility(entry.toolchain) or backend_obj.host_problem(entry.details)
             if problem:
                 raise BackendError(
                     f"{folder}: '{backend}' artifact of network '{name}' cannot be loaded: {problem}; "
                     f"recompile with: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
                 )
             verify_file(folder / entry.file, entry.sha256, f"{folder}/{MANIFEST_FILE}: {name} [{backend}]")
-        artifacts = [Artifact(folder / e.file, e.bucket) for e in entries]
+        artifacts = [Artifact(folder / e.file, e.bucket, e.details) for e in entries]
         runners[name] = backend_obj.load(NetworkArtifacts(name, spec, program, artifacts))
     voice = Voice(addon.spec, runners, backend_obj.block_variants, options, backend=backend)
     if warmup:

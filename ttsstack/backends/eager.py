@@ -26,7 +26,7 @@ class EagerBackend(Backend):
     def buckets(self, spec, dims):
         return []  # nothing to compile: the .pt2 is the artifact
 
-    def compile(self, program, spec, dims, bucket, out: Path) -> None:
+    def compile(self, program, spec, dims, bucket, out: Path, route=None) -> None:
         raise NotImplementedError("the eager backend runs the .pt2 programs directly")
 
     def load(self, network: NetworkArtifacts) -> ModuleRunner:

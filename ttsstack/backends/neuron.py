@@ -82,7 +82,7 @@ class NeuronBackend(StaticBackend):
         cores = os.environ.get("NEURON_RT_VISIBLE_CORES") or os.environ.get("NEURON_RT_NUM_CORES")
         return f"NeuronCores {cores}" if cores else "NeuronCores (all visible to the process)"
 
-    def compile(self, program, spec, dims, bucket, out) -> None:
+    def compile(self, program, spec, dims, bucket, out, route=None) -> None:
         workdir = out.parent / f"{out.name}.workdir"
         args = tuple(example_inputs(spec, bucket).values())
         try:

@@ -304,7 +304,7 @@ class OnnxBackend(Backend):
         provider = preferred_provider()
         return f"ONNX Runtime {provider}" + (" with I/O binding" if provider == CUDA else "")
 
-    def compile(self, program, spec, dims, bucket, out: Path) -> None:
+    def compile(self, program, spec, dims, bucket, out: Path, route=None) -> None:
         sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
         export_onnx(program, tuple(example_inputs(spec, sizes).values()), spec, out)
 

@@ -104,9 +104,51 @@ def _still_valid(entry: ArtifactEntry, spec: AddonSpec, programs: dict[str, str]
     return entry.key == cache_key(programs[entry.network], net_spec, entry.backend, entry.toolchain, entry.bucket)
 
 
-def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None) -> str:
+def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None, route: str | None) -> str:
     tag = "" if bucket is None else "." + ".".join(f"{d}{n}" for d, n in sorted(bucket.items()))
-    return f"artifacts/{backend.name}/{network}{tag}{backend.suffix}"
+    return f"artifacts/{backend.name}/{network}{tag}{backend.suffix_for(route)}"
+
+
+def _route_failure(route: str, exc: Exception) -> str:
+    """One line: the route, the error type and the last line of its message (TorchScript puts the cause after a traceback)."""
+    kind = type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1].removeprefix(f"{kind}: ") if lines else ""
+    return f"route {route}: {kind}: {last[:300]}"
+
+
+def _compile_job(
+    net: str, net_spec, program, backend: Backend, dims, bucket, program_file: Path, out: Path
+) -> tuple[str, dict[str, str]]:
+    """Compile one job by the backend's first route whose artifact validates; its file and details.
+
+    Each route's artifact is loaded and compared with the program right
+    after it is written; a route that fails (to compile, load or validate)
+    is recorded and the next one tried. When none works, the error names
+    every route and why it failed.
+    """
+    reference = ModuleRunner(net_spec, program.module())
+    tolerance = for_backend(backend.name, backend.device)
+    failures = []
+    for route in backend.routes(net_spec):
+        rel = _artifact_name(net, backend, bucket, route)
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            details = backend.compile(program, net_spec, dims, bucket, path, route) or {}
+            artifact = Artifact(path, bucket, details)
+            runner = backend.load(NetworkArtifacts(net, net_spec, program_file, [artifact]))
+            validate_runner(net, backend.name, reference, runner, dims, bucket, tolerance)
+        except Exception as exc:  # noqa: BLE001 - the next route may still work
+            path.unlink(missing_ok=True)
+            if route is None:
+                raise
+            failures.append(_route_failure(route, exc))
+            continue
+        if failures:
+            details = {**details, "rejected": "; ".join(failures)}
+        return rel, details
+    raise BackendError(f"no route of backend '{backend.name}' compiles network '{net}':\n  " + "\n  ".join(failures))
 
 
 def _shapes(spec, bucket) -> dict[str, list[int | str]]:
@@ -163,36 +205,31 @@ def compile_addon(
         net_spec = spec.networks[net]
         toolchain = backend.toolchain()
         key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, toolchain, bucket)
-        rel = _artifact_name(net, backend, bucket)
-        path = out / rel
         old = previous_by_key.get(key)
-        if old and old.file == rel and path.is_file() and sha256_file(path) == old.sha256:
+        if old and (out / old.file).is_file() and sha256_file(out / old.file) == old.sha256:
             entries.append(old)
             report.reused.append(job)
             continue
         try:
             if net not in loaded_programs:
                 loaded_programs[net] = compiled.load_program(net)
-            program = loaded_programs[net]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend.compile(program, net_spec, spec.dims, bucket, path)
-            runner = backend.load(NetworkArtifacts(net, net_spec, compiled.network_file(net), [Artifact(path, bucket)]))
-            reference = ModuleRunner(net_spec, program.module())
-            validate_runner(net, backend.name, reference, runner, spec.dims, bucket, for_backend(backend.name, backend.device))
+            rel, details = _compile_job(
+                net, net_spec, loaded_programs[net], backend, spec.dims, bucket, compiled.network_file(net), out
+            )
         except Exception as exc:  # noqa: BLE001 - one failed job must not stop the others
             report.failed[job] = f"{type(exc).__name__}: {exc}"
-            path.unlink(missing_ok=True)
             continue
         entries.append(
             ArtifactEntry(
                 network=net,
                 backend=backend.name,
                 file=rel,
-                sha256=sha256_file(path),
+                sha256=sha256_file(out / rel),
                 bucket=bucket,
                 shapes=_shapes(net_spec, bucket),
                 toolchain=toolchain,
                 key=key,
+                details=details,
             )
         )
         report.compiled.append(job)

@@ -29,6 +29,7 @@ class ArtifactEntry(BaseModel):
     shapes: dict[str, list[int | str]]
     toolchain: dict[str, str]
     key: str
+    details: dict[str, str] = Field(default_factory=dict)  # the backend's record: route, what a host needs
 
 
 class Manifest(BaseModel):
