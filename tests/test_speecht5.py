@@ -18,9 +18,10 @@ import torch
 
 import ttsstack
 from ttsstack.addon import AddonError, parse_spec
-from ttsstack.compiler import CompileError, compile_addon
+from ttsstack.compiler import compile_addon
 from ttsstack.parity import check_parity
 from ttsstack.runtime import Voice
+from ttsstack.runtime.blocks.autoregressive import DecoderCapWarning
 from ttsstack.runtime.registry import BACKENDS
 from ttsstack.tolerances import for_backend
 
@@ -30,13 +31,12 @@ pytest.importorskip("transformers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCRIPT = REPO / "addons" / "conformance" / "speecht5.py"
-TEXT = "speech, t five!"  # 15 tokens: one T_text bucket of 16
-DIMS = {"T_text": {"max": 32, "buckets": [16, 32]}, "T_frames": {"max": 4096, "buckets": [32]}, "T_cache": {"max": 24}}
+TEXT = "speech, t five!"  # 15 tokens, padded to the T_text bucket of 32 on static backends
+DIMS = {"T_text": {"max": 32, "buckets": [32]}, "T_frames": {"max": 4096, "buckets": [32]}, "T_cache": {"max": 24}}
 CASES = {  # AutoregressiveDecoder fields and generate_speech's arguments alike
     "max_length_ratio": {"threshold": 0.5, "min_length_ratio": 0.0, "max_length_ratio": 2.0},
     "min_length_then_threshold": {"threshold": 0.0, "min_length_ratio": 1.5, "max_length_ratio": 20.0},
 }
-CPU_PENDING = "cpu traces with torch.jit.trace, which bakes a transformer's lengths in (AOTInductor route pending)"
 
 
 def _script():
@@ -48,7 +48,7 @@ def _script():
 
 @pytest.fixture(scope="session")
 def speecht5(tmp_path_factory):
-    """The tiny model, its speaker embedding, and its addon compiled for every test backend (failed backends: why)."""
+    """The tiny model, its speaker embedding, its addon compiled for every test backend, and loaded voices by backend."""
     script = _script()
     model = script.seeded_model(script.tiny_config())
     with torch.no_grad():
@@ -56,20 +56,16 @@ def speecht5(tmp_path_factory):
     speaker = script.seeded_speaker(model.config)
     root = tmp_path_factory.mktemp("speecht5")
     script.build_addon(root / "addon", model, speaker, dims=DIMS, decoder=CASES["max_length_ratio"])
-    failed = {}
-    try:
-        compile_addon(root / "addon", root / "compiled", TEST_BACKENDS, progress=False)
-    except CompileError as exc:
-        failed = {job.split(" [")[1].split()[0].rstrip("]"): why for job, why in exc.report.failed.items()}
-    return model, speaker, root / "compiled", failed
+    compile_addon(root / "addon", root / "compiled", TEST_BACKENDS, progress=False)
+    return model, speaker, root / "compiled", {}
 
 
 def _voice(speecht5, backend: str, **decoder) -> Voice:
-    _, _, compiled, failed = speecht5
-    if backend in failed:
-        assert backend == "cpu", failed[backend]
-        pytest.xfail(CPU_PENDING)
-    voice = ttsstack.load(compiled, backend=backend)
+    """The compiled addon on ``backend`` (loaded once) with the AutoregressiveDecoder entry's fields changed."""
+    _, _, compiled, loaded = speecht5
+    if backend not in loaded:
+        loaded[backend] = ttsstack.load(compiled, backend=backend)
+    voice = loaded[backend]
     data = voice.spec.to_dict()
     stack = data["stack"][0]["streamable_block"]["stack"]
     stack[0] = {**stack[0], **decoder}
@@ -131,11 +127,11 @@ def test_a_speaker_for_an_addon_without_one_is_refused(demo_compiled):
 
 
 def test_parity_passes_on_every_backend(speecht5):
-    *_, compiled, failed = speecht5
-    backends = [b for b in TEST_BACKENDS if b not in failed]
-    report = check_parity(compiled, backends, texts=["Hi.", TEXT, "a piece longer than the largest bucket."])
+    compiled = speecht5[2]
+    with pytest.warns(DecoderCapWarning, match="within 24 steps, the capacity of cache dim T_cache"):
+        report = check_parity(compiled, texts=["Hi.", TEXT, "a piece longer than the largest bucket."])
     assert report.passed, report.table()
-    assert {row.backend for row in report.rows} == set(backends)
+    assert {row.backend for row in report.rows} == set(TEST_BACKENDS)
 
 
 def _spec_with(**step_changes) -> dict:
