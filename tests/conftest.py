@@ -21,6 +21,7 @@ from . import neuron_emulator
 from .tiny_addon import build_tiny_addon
 from .tiny_tacotron import build_tiny_tacotron
 from .tiny_transformer import build_transformer_addon
+from .tiny_vocoder import add_tiny_vocoder
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ADDON = REPO / "addons" / "fastpitch-demo" / "addon"
@@ -133,3 +134,11 @@ def transformer_compiled(transformer_addon, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-transformer-compiled") / "compiled"
     compile_addon(transformer_addon, out, TEST_BACKENDS, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vocoder_compiled(tiny_compiled, tmp_path_factory) -> Path:
+    """The compiled tiny addon plus a tiny HiFi-GAN-like vocoder network, compiled for every test backend."""
+    out = tmp_path_factory.mktemp("tiny-vocoder") / "compiled"
+    shutil.copytree(tiny_compiled, out)
+    return add_tiny_vocoder(out, TEST_BACKENDS)

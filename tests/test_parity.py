@@ -6,7 +6,7 @@ import pytest
 
 from ttsstack import parity
 from ttsstack.cli import main
-from ttsstack.tolerances import Tolerance
+from ttsstack.tolerances import WAVEFORM, Tolerance
 
 from .conftest import TEST_BACKENDS
 
@@ -48,3 +48,11 @@ def test_parity_names_the_compile_command_for_a_missing_backend(tiny_addon, tmp_
     compile_addon(tiny_addon, out, ["cpu"], progress=False)
     assert main(["parity", str(out), "--backends", "onnx"]) == 2
     assert "run: ttsstack compile SOURCE_ADDON -o" in capsys.readouterr().err
+
+
+def test_vocoder_network_waveform_matches_the_reference_on_every_backend(tiny_vocoder_compiled):
+    report = parity.check_parity(tiny_vocoder_compiled, texts=parity.DEFAULT_TEXTS[:2])
+    assert report.passed, report.table()
+    stages = ["decoder", "duration_encoder", "text_encoder", "vocoder", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"]
+    assert sorted((r.backend, r.stage) for r in report.rows) == sorted((b, s) for b in TEST_BACKENDS for s in stages)
+    assert all(r.tolerance == WAVEFORM for r in report.rows if r.stage.startswith("audio"))

@@ -8,7 +8,9 @@ on whole utterances. For each backend the checks are:
   backends pad, mask and window exactly as in production) against the
   reference's outputs;
 - the whole mel of each text, with the decoder run on whole pieces;
-- the streamed mel of each text, with the voice's default chunking.
+- the streamed mel of each text, with the voice's default chunking;
+- for an addon whose vocoder is a network: the waveform of each text, whole
+  and streamed, with the :data:`~ttsstack.tolerances.WAVEFORM` tolerance.
 
 Every backend and the reference split the texts into the same pieces: the
 shortest that any of them needs (a static backend's unbounded encoder takes at
@@ -34,7 +36,7 @@ from .runtime.builder import BuildContext, RuntimeOptions
 from .runtime.network import NetworkRunner
 from .runtime.registry import BACKENDS
 from .runtime.voice import Voice
-from .tolerances import Tolerance, for_backend
+from .tolerances import WAVEFORM, Tolerance, for_backend
 
 DEFAULT_TEXTS = (
     "Hi.",
@@ -169,7 +171,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
     recorders = {name: _Recorder(runner) for name, runner in eager.runners.items()}
     reference = Voice(eager.spec, recorders, options=WHOLE, backend="eager")
     reference.max_tokens = max_tokens
-    mels = [torch.from_numpy(reference.synthesize(text)) for text in texts]
+    vocoded = bool(reference.vocoder.networks)
+    wanted = [_synthesize(reference, text, vocoded) for text in texts]
     for name, voice in voices.items():
         voice.max_tokens = max_tokens
         backend = BACKENDS.get(name)()
@@ -188,9 +191,22 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
             report.rows.append(errors.row(name, network))
         whole = Voice(voice.spec, voice.runners, backend.block_variants, WHOLE, name)
         whole.max_tokens = max_tokens
-        for stage, synth in (("mel, whole", whole), ("mel, streamed", voice)):
-            errors = _Errors(tolerance)
-            for text, want in zip(texts, mels):
-                errors.add(torch.from_numpy(synth.synthesize(text)), want, f"text {text[:24]!r}")
-            report.rows.append(errors.row(name, stage))
+        for how, synth in (("whole", whole), ("streamed", voice)):
+            errors, waveform = _Errors(tolerance), _Errors(WAVEFORM)
+            for text, (mel, audio) in zip(texts, wanted):
+                got_mel, got_audio = _synthesize(synth, text, vocoded)
+                errors.add(got_mel, mel, f"text {text[:24]!r}")
+                if vocoded:
+                    waveform.add(got_audio, audio, f"text {text[:24]!r}")
+            report.rows.append(errors.row(name, f"mel, {how}"))
+            if vocoded:
+                report.rows.append(waveform.row(name, f"audio, {how}"))
     return report
+
+
+def _synthesize(voice: Voice, text: str, audio: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The text's frames, and its waveform when ``audio`` (both from one run)."""
+    if not audio:
+        return torch.from_numpy(voice.synthesize(text)), None
+    timed = voice.synthesize_timed(text)
+    return torch.from_numpy(timed.mel), torch.from_numpy(timed.audio)

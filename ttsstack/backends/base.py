@@ -84,6 +84,10 @@ class Backend(ABC):
                 return f"artifacts were made with {lib} {version}, this host has {lib} {have}"
         return None
 
+    def settings(self) -> dict[str, str]:
+        """Compile settings besides the toolchain that change an artifact (compiler flags); part of the cache key."""
+        return {}
+
     def routes(self, spec: NetworkSpec) -> list[str | None]:
         """The ways to compile a network, in the order the compiler tries them (the next after a failed validation)."""
         return [None]

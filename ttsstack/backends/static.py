@@ -14,9 +14,9 @@ from abc import abstractmethod
 import torch
 
 from ..addon import DimSpec, NetworkSpec
-from ..runtime.network import NetworkRunner, Step, bind_inputs, sequence_dim
+from ..runtime.network import NetworkRunner, Step, bind_inputs, sequence_dim, time_axis
 from .base import Artifact, Backend, BackendError, NetworkArtifacts
-from .static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticNetworkBlock, StaticPostnet
+from .static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticNetworkBlock, StaticPostnet, StaticVocoder
 
 
 class StaticRunner:
@@ -77,6 +77,7 @@ class StaticBackend(Backend):
         "Decoder": StaticDecoder,
         "Postnet": StaticPostnet,
         "AutoregressiveDecoder": StaticAutoregressiveDecoder,
+        "Vocoder": StaticVocoder,
     }
 
     def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
@@ -111,7 +112,8 @@ class StaticBackend(Backend):
                 f"context {spec.context} and no mask or lengths input: static backend '{self.name}' pads pieces "
                 f"to a {dim} bucket, and padding would change {reach}; declare `mask: INPUT` (a [1, {dim}] "
                 f"input, 1 for real steps) or `lengths: INPUT` (a [1] int64 input) in the network's entry, "
-                f"and make the network ignore padded steps"
+                f"and make the network ignore padded steps (a convolutional network, e.g. a HiFi-GAN vocoder: "
+                f"export it wrapped in ttsstack.masking.MaskedConvolutions)"
             )
         if spec.bounded:
             if sizes[-1] <= 2 * spec.context:
@@ -119,11 +121,12 @@ class StaticBackend(Backend):
                     f"largest {dim} bucket {sizes[-1]} leaves no room for context {spec.context} on each side "
                     f"of a window; add a bucket larger than {2 * spec.context}"
                 )
-            missing = [n for n, t in spec.outputs.items() if dim not in t.shape]
+            missing = [n for n, t in spec.outputs.items() if time_axis(t, dim) is None]
             if missing:
                 raise BackendError(
-                    f"output(s) {', '.join(missing)} have no {dim} axis, so the bounded network cannot run on "
-                    f"windows; declare `context: unbounded` if they depend on the whole sequence"
+                    f"output(s) {', '.join(missing)} have no {dim} axis (nor one other named dim along it), so the "
+                    f"bounded network cannot run on windows; declare `context: unbounded` if they depend on the "
+                    f"whole sequence"
                 )
         return [{dim: size, **caches} for size in sizes]
 

@@ -39,7 +39,8 @@ from ..runtime.blocks.base import PieceTooLong, Tensors
 from ..runtime.blocks.decoder import Decoder, Postnet
 from ..runtime.blocks.encoders import NetworkBlock
 from ..runtime.blocks.windows import stream_windows
-from ..runtime.network import NetworkRunner, sequence_dim, step_length, with_length_inputs
+from ..runtime.blocks.vocoder import Vocoder
+from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, step_length, time_axis, with_length_inputs
 from .base import BackendError
 
 
@@ -101,17 +102,18 @@ def run_in_buckets(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label
     dim, sizes = _sizes(runner)
     total = step_length(spec, inputs)
     if not sizes or total <= sizes[-1] or not spec.bounded:
-        return _crop(spec, dim, runner(pad_to_bucket(runner, inputs, label)), 0, total)
+        padded = pad_to_bucket(runner, inputs, label)
+        return _crop(spec, dim, runner(padded), step_length(spec, padded), 0, total)
     positions = torch.arange(total).unsqueeze(0)
 
     def window(span: torch.Tensor, left: int, count: int) -> dict[str, torch.Tensor]:
         start, stop = int(span[0, 0]), int(span[0, -1]) + 1
-        padded = _window(spec, inputs, dim, smallest_bucket(sizes, stop - start), start, stop - start)
-        return _crop(spec, dim, runner(padded), left, count)
+        size = smallest_bucket(sizes, stop - start)
+        return _crop(spec, dim, runner(_window(spec, inputs, dim, size, start, stop - start)), size, left, count)
 
     step = sizes[-1] - 2 * spec.context
     pieces = list(stream_windows(iter([positions]), window, spec.context, repeat(step)))
-    return {name: torch.cat([p[name] for p in pieces], dim=_axis(spec.outputs[name].shape, dim)) for name in pieces[0]}
+    return {name: torch.cat([p[name] for p in pieces], dim=time_axis(spec.outputs[name], dim)) for name in pieces[0]}
 
 
 def _window(
@@ -125,12 +127,19 @@ def _window(
     return with_length_inputs(spec, padded, size, length)
 
 
-def _crop(spec: NetworkSpec, dim: str | None, outputs: dict[str, torch.Tensor], start: int, length: int) -> dict[str, torch.Tensor]:
-    """Steps ``[start, start + length)`` of the outputs along ``dim`` (outputs without it as they are)."""
+def _crop(
+    spec: NetworkSpec, dim: str | None, outputs: dict[str, torch.Tensor], steps: int, start: int, length: int
+) -> dict[str, torch.Tensor]:
+    """The outputs made for input steps ``[start, start + length)`` of the ``steps`` run (outputs without a time axis as they are).
+
+    An output along another named dim holds a whole number of its steps per
+    ``dim`` step (a vocoder's samples per frame) and is cropped by as many
+    (:func:`~ttsstack.runtime.network.crop_steps`).
+    """
     cropped = {}
     for name, out in outputs.items():
-        axis = _axis(spec.outputs[name].shape, dim)
-        cropped[name] = out if axis is None else out.narrow(axis, start, length)
+        axis = time_axis(spec.outputs[name], dim)
+        cropped[name] = out if axis is None else crop_steps(out, axis, steps, start, length)
     return cropped
 
 
@@ -184,11 +193,20 @@ class StaticDecoder(Decoder):
         return (fit_chunk(size, sizes, context if i == 0 else 2 * context) for i, size in enumerate(schedule))
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
-        return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.config.mel]
+        return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.output_name]
 
 
 class StaticPostnet(StaticDecoder, Postnet):
     """``Postnet`` on a static-shape backend: the :class:`StaticDecoder` windows, the ``postnet`` network role."""
+
+
+class StaticVocoder(StaticDecoder, Vocoder):
+    """``Vocoder`` on a static-shape backend: the :class:`StaticDecoder` windows, samples cropped per frame.
+
+    Its network must declare a ``mask`` (compiling refuses it otherwise): the
+    last window of a stream is padded to a bucket, and only a mask keeps the
+    padded frames out of the last real samples (see the README's vocoder section).
+    """
 
 
 class StaticAutoregressiveDecoder(AutoregressiveDecoder):

@@ -1,7 +1,7 @@
 """The runtime: integration blocks, registries, stack builder and the Voice."""
 
 from . import vocoders  # noqa: F401  (registration)
-from .blocks import autoregressive, containers, decoder, encoders, upsampler  # noqa: F401  (registration)
+from .blocks import autoregressive, containers, decoder, encoders, upsampler, vocoder  # noqa: F401  (registration)
 from .blocks.base import SequenceBlock, StackError, StreamableBlock
 from .builder import RuntimeOptions
 from .registry import BACKENDS, BLOCKS, FRONTENDS, VOCODERS, Registry

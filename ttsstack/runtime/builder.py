@@ -9,6 +9,7 @@ from ..addon import AddonSpec, TensorSpec
 from .blocks.base import Block, StackError, StreamableBlock, TensorInfo, Wiring, config_of
 from .network import NetworkRunner
 from .registry import BLOCKS, RegistryError
+from .vocoders import build_vocoder
 
 FRONTEND_OUTPUT = "tokens"
 SPEED = "speed"
@@ -79,11 +80,14 @@ def initial_wiring(spec: AddonSpec) -> Wiring:
     return Wiring(tensors)
 
 
-def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:
-    """Build the addon's ``stack`` into one streamable block; return it and its output stream name.
+def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str, Any]:
+    """Build the addon's ``stack`` into one streamable block, and its vocoder; return both and the stack's stream name.
 
     A stack of several entries is a :class:`StreamableStack`. The check runs
-    the whole wiring now, so mistakes surface at load.
+    the whole wiring now, so mistakes surface at load. The stack produces
+    frames ``[1, T, C]`` (mel, or the latent frames a vocoder network takes);
+    the addon's ``vocoder`` entry turns them into a waveform
+    (:func:`~ttsstack.runtime.vocoders.build_vocoder`).
     """
     raw = ctx.spec.stack
     if not raw:
@@ -91,8 +95,14 @@ def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:
     root = ctx.build(raw[0], "stack[0]") if len(raw) == 1 else ctx.build({"type": "StreamableStack", "stack": raw}, "")
     if not isinstance(root, StreamableBlock):
         raise StackError(f"{root.label}: the top of the stack must be a streamable block (it produces the mel stream)")
-    out = root.check(initial_wiring(ctx.spec), None)
-    return root, out
+    wiring = initial_wiring(ctx.spec)
+    out = root.check(wiring, None)
+    if wiring.tensors[out].rank != 3:
+        raise StackError(
+            f"{root.label}: the stack must end in frames [1, T, C], but it ends in '{out}' of rank "
+            f"{wiring.tensors[out].rank}; a vocoder network goes in the addon's `vocoder:` entry, not in the stack"
+        )
+    return root, out, build_vocoder(ctx, wiring, out)
 
 
 class _SpecOnlyRunner:
@@ -110,5 +120,5 @@ class _SpecOnlyRunner:
 def plan_stack(spec: AddonSpec, variants: Mapping[str, type] | None = None) -> StreamableBlock:
     """Build and check the stack without loading any network: wiring errors surface here."""
     runners = {name: _SpecOnlyRunner(net) for name, net in spec.networks.items()}
-    root, _ = build_stack(BuildContext(spec, runners, variants or {}))
+    root, _, _ = build_stack(BuildContext(spec, runners, variants or {}))
     return root

@@ -6,7 +6,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..addon import NetworkSpec
+from ..addon import NetworkSpec, TensorSpec
 
 
 class NetworkRunner(Protocol):
@@ -47,6 +47,40 @@ def with_length_inputs(spec: NetworkSpec, inputs: dict[str, torch.Tensor], padde
         mask[:, :valid] = 1
         inputs[spec.mask] = mask
     return inputs
+
+
+def time_axis(tensor: TensorSpec, dim: str | None) -> int | None:
+    """The axis of ``tensor`` that runs along the sequence ``dim``, at the same or another rate.
+
+    The axis named ``dim`` itself; else the axis of the tensor's one other
+    named dim, read as an integer number of steps per ``dim`` step (a
+    vocoder's ``T_samples`` along its ``T_frames``); else None (the tensor has
+    no time axis).
+    """
+    if dim is None:
+        return None
+    named = tensor.named_dims
+    same = [axis for axis, d in named if d == dim]
+    if same:
+        return same[0]
+    return named[0][0] if len(named) == 1 else None
+
+
+def crop_steps(tensor: torch.Tensor, axis: int, steps: int, start: int, count: int) -> torch.Tensor:
+    """The part of ``tensor`` made for input steps ``[start, start + count)`` of the ``steps`` it was made from.
+
+    ``tensor`` holds a whole number of outputs per input step along ``axis``
+    (1 for frames from frames, ``hop`` samples per frame for a vocoder), so a
+    crop of input steps is a crop of that many times more outputs.
+    """
+    size = tensor.shape[axis]
+    if steps <= 0 or size % steps:
+        raise ValueError(
+            f"an output of {size} steps along axis {axis} from {steps} input steps is not a whole number of "
+            f"steps per input step, so its windows cannot be cropped"
+        )
+    rate = size // steps
+    return tensor.narrow(axis, start * rate, count * rate)
 
 
 def step_length(spec: NetworkSpec, inputs: dict[str, torch.Tensor]) -> int:

@@ -1,14 +1,31 @@
-"""Vocoder stages: a mel chunk stream in, an audio chunk stream out, named by ``vocoder.type``."""
+"""Vocoder stages: the stack's frame stream in, an audio chunk stream out, named by ``vocoder.type``.
+
+A vocoder class is built once per voice as ``cls(ctx, wiring, frames, **options)``:
+the build context (addon spec, network runners, backend block variants), the
+stack's checked wiring and the name of the frame stream the stack produces,
+then the other keys of the addon's ``vocoder`` entry. It checks at build that
+it can read that stream, and ``stream(frame_chunks)`` turns float32
+``[frames, C]`` numpy chunks into float32 mono waveform chunks. ``networks``
+names the addon networks it runs (none for Griffin-Lim).
+
+An addon without a ``vocoder`` entry gets ``Network`` when it has a network of
+role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`).
+"""
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from ..addon import AudioSpec
 from ..audio import GriffinLim, MelSettings
-from .registry import VOCODERS
+from .blocks.base import StackError, Wiring
+from .registry import VOCODERS, RegistryError
+
+if TYPE_CHECKING:
+    from .builder import BuildContext
 
 
 def mel_settings(audio: AudioSpec) -> MelSettings:
@@ -29,12 +46,61 @@ class GriffinLimVocoder:
     """Griffin-Lim phase reconstruction, streamed block by block on a fixed frame grid.
 
     Extra keys of the addon's ``vocoder`` entry (``n_iter``, ``block_frames``,
-    ``overlap_frames``, ...) go to :class:`ttsstack.audio.GriffinLim`.
+    ``overlap_frames``, ...) go to :class:`ttsstack.audio.GriffinLim`. The
+    stack's frames must be log-mel frames of ``audio.n_mels`` bins.
     """
 
-    def __init__(self, audio: AudioSpec, **options):
-        self.griffin_lim = GriffinLim(mel_settings(audio), **options)
+    networks: tuple[str, ...] = ()
+
+    def __init__(self, ctx: "BuildContext", wiring: Wiring, frames: str, **options):
+        info = wiring.read("vocoder (GriffinLim)", frames, rank=3)
+        n_mels = ctx.spec.audio.n_mels
+        if info.channels is not None and info.channels != n_mels:
+            raise StackError(
+                f"vocoder (GriffinLim): the stack's stream '{frames}' from {info.writer} has {info.channels} "
+                f"channels, but Griffin-Lim takes audio.n_mels = {n_mels} mel bins; name a vocoder network instead"
+            )
+        self.griffin_lim = GriffinLim(mel_settings(ctx.spec.audio), **options)
 
     def stream(self, mel_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Audio chunks as soon as their mel context has arrived."""
         return self.griffin_lim.stream(mel_chunks)
+
+
+@VOCODERS.register("Network")
+class NetworkVocoder:
+    """A vocoder network of the addon (role ``vocoder``, e.g. HiFi-GAN) run over the stack's frames.
+
+    ``network`` names it (default: the addon's one network of role
+    ``vocoder``). It is a :class:`~ttsstack.runtime.blocks.vocoder.Vocoder`
+    block, so the backend's variant runs it (static backends pad its windows
+    to buckets) and a bounded ``context`` streams it exactly on overlapping
+    windows of the voice's chunk schedule. The frames of the whole text are
+    one stream, as for Griffin-Lim: sentences join without a seam.
+    """
+
+    def __init__(self, ctx: "BuildContext", wiring: Wiring, frames: str, network: str | None = None):
+        raw = {"type": "Vocoder"} | ({"network": network} if network is not None else {})
+        self.block = ctx.build(raw, "vocoder")
+        self.block.check(wiring, frames)
+        self.networks = (self.block.network,)
+
+    @torch.inference_mode()
+    def stream(self, frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Waveform chunks (float32, mono) as soon as each window's right context has arrived."""
+        frames = (torch.from_numpy(np.ascontiguousarray(chunk, np.float32)).unsqueeze(0) for chunk in frame_chunks)
+        for audio in self.block.stream({}, frames):
+            yield audio.reshape(-1).numpy()
+
+
+def build_vocoder(ctx: "BuildContext", wiring: Wiring, frames: str):
+    """The vocoder the addon's ``vocoder`` entry names, reading the stack's ``frames`` stream."""
+    config = dict(ctx.spec.vocoder)
+    try:
+        cls = VOCODERS.get(config.pop("type"))
+    except RegistryError as exc:
+        raise StackError(f"vocoder.type: {exc}") from None
+    try:
+        return cls(ctx, wiring, frames, **config)
+    except TypeError as exc:
+        raise StackError(f"vocoder: {exc}") from None

@@ -11,20 +11,21 @@ import numpy as np
 import torch
 
 from ..addon import AddonSpec
-from .blocks.base import Block, PieceTooLong, StackError
+from .blocks.base import Block, PieceTooLong
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
 from .network import NetworkRunner
-from .registry import VOCODERS
 from .speakers import SpeakerChoice, speaker_tensors
 
 
 class Voice:
     """One addon ready to synthesize on one backend.
 
-    ``stream(text)`` yields mel chunks ``[frames, n_mels]`` (float32 numpy) as
-    soon as each is decoded; ``stream_audio(text)`` yields waveform chunks as
-    soon as the vocoder has them. Text is synthesized sentence by sentence,
+    ``stream(text)`` yields the stack's frame chunks ``[frames, C]`` (float32
+    numpy) as soon as each is decoded: mel ``[frames, n_mels]``, or, for an
+    addon whose vocoder network takes latent frames (VITS-like), those
+    latents. ``stream_audio(text)`` yields waveform chunks as soon as the
+    vocoder (the addon's vocoder network, else Griffin-Lim) has them. Text is synthesized sentence by sentence,
     one continuous stream. Per-call settings are arguments of each call
     (``speed``: speaking rate, 2.0 is twice as fast; durations are divided by
     it; ``speaker``: for addons that declare ``speaker:``, a voice name of the
@@ -47,26 +48,14 @@ class Voice:
         self.options = options or RuntimeOptions()
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, runners, variants or {}, self.options)
-        self.root, self.output = build_stack(ctx)
+        self.root, self.output, self.vocoder = build_stack(ctx)
+        self.channels = _stream_channels(spec, self.output)
         self.max_tokens = _max_tokens(spec, self.runners)
-        self._vocoder = None
 
     @property
     def sample_rate(self) -> int:
         """Audio samples per second."""
         return self.spec.audio.sample_rate
-
-    @property
-    def vocoder(self):
-        """The vocoder named by the addon's ``vocoder`` entry (built on first use)."""
-        if self._vocoder is None:
-            config = dict(self.spec.vocoder)
-            try:
-                cls = VOCODERS.get(config.pop("type"))
-            except KeyError as exc:
-                raise StackError(f"vocoder.type: {exc}") from None
-            self._vocoder = cls(self.spec.audio, **config)
-        return self._vocoder
 
     def warmup(self) -> None:
         """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
@@ -117,14 +106,14 @@ class Voice:
                 yield from self._piece(part, controls)
 
     def stream(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
-        """Mel chunks ``[frames, n_mels]`` of the whole text, in order, each as soon as it is decoded."""
+        """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded."""
         for chunk in self._mel_tensors(text, speed, speaker):
             yield chunk[0].numpy()
 
     def synthesize(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> np.ndarray:
-        """The whole mel ``[frames, n_mels]``: the concatenation of :meth:`stream`."""
+        """The whole frames ``[frames, C]`` (mel or latents): the concatenation of :meth:`stream`."""
         chunks = list(self.stream(text, speed, speaker))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.audio.n_mels), np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.channels), np.float32)
 
     def stream_audio(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
         """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
@@ -147,7 +136,7 @@ class Voice:
             audio.append(chunk)
         total = time.perf_counter() - start
         return TimedSynthesis(
-            mel=np.concatenate(mels) if mels else np.zeros((0, self.spec.audio.n_mels), np.float32),
+            mel=np.concatenate(mels) if mels else np.zeros((0, self.channels), np.float32),
             audio=np.concatenate(audio) if audio else np.zeros(0, np.float32),
             first_mel_s=first_mel if first_mel is not None else total,
             first_audio_s=first_audio if first_audio is not None else total,
@@ -214,6 +203,15 @@ def _call_controls(speed: float) -> dict[str, torch.Tensor]:
     if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
         raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
     return {SPEED: torch.tensor([float(speed)], dtype=torch.float32)}
+
+
+def _stream_channels(spec: AddonSpec, stream: str) -> int:
+    """Channels per frame of the stack's ``stream`` (``audio.n_mels`` when no network output fixes them)."""
+    for net in spec.networks.values():
+        tensor = net.outputs.get(stream)
+        if tensor is not None and isinstance(tensor.shape[-1], int):
+            return tensor.shape[-1]
+    return spec.audio.n_mels
 
 
 def _max_tokens(spec: AddonSpec, runners: Mapping[str, NetworkRunner]) -> int:

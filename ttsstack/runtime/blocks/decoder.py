@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from ..network import with_length_inputs
+from ..network import crop_steps, time_axis, with_length_inputs
 from ..registry import BLOCKS
 from .base import (
     BlockConfig,
@@ -49,35 +49,44 @@ class Decoder(StreamableBlock):
         self.spec = self.runner.spec
         self.network = name
         self.options = ctx.options
+        self.frames_name, self.output_name = self.stream_tensors(config, path)
+        self.extra_inputs = [n for n in self.spec.data_inputs if n != self.frames_name]
+        named = self.spec.inputs[self.frames_name].named_dims
+        self.max_window = ctx.spec.dims[named[0][1]].max if named else 1 << 31
+        self.output_axis = time_axis(self.spec.outputs[self.output_name], named[0][1] if named else None)
+        if self.output_axis is None:
+            raise StackError(f"{path}: output '{self.output_name}' of network '{name}' has no time axis to stream along")
+        if self.spec.bounded and self.max_window <= 2 * self.spec.context:
+            raise StackError(f"{path}: dim max {self.max_window} leaves no room for context {self.spec.context} on each side")
+
+    def stream_tensors(self, config, path: str) -> tuple[str, str]:
+        """The network's input that the stream feeds and its output that is streamed on: ``frames:`` and ``mel:``."""
         for tensor, where in ((config.frames, self.spec.inputs), (config.mel, self.spec.outputs)):
             if tensor not in where:
                 raise StackError(
-                    f"{path}: network '{name}' has no tensor '{tensor}'; it has {', '.join(where)} "
+                    f"{path}: network '{self.network}' has no tensor '{tensor}'; it has {', '.join(where)} "
                     f"(rename with frames:/mel: in the stack entry)"
                 )
-        self.extra_inputs = [n for n in self.spec.data_inputs if n != config.frames]
-        named = self.spec.inputs[config.frames].named_dims
-        self.max_window = ctx.spec.dims[named[0][1]].max if named else 1 << 31
-        if self.spec.bounded and self.max_window <= 2 * self.spec.context:
-            raise StackError(f"{path}: dim max {self.max_window} leaves no room for context {self.spec.context} on each side")
+        return config.frames, config.mel
 
     def describe(self) -> str:
         return f"{self.config.type} {self.network} [context {self.spec.context}]"
 
     def check(self, wiring: Wiring, upstream: str | None) -> str:
-        require_upstream(self, upstream, self.config.frames)
-        wiring.read(self.label, self.config.frames, rank=3, dtype=self.spec.inputs[self.config.frames].dtype)
+        require_upstream(self, upstream, self.frames_name)
+        wiring.read(self.label, self.frames_name, rank=3, dtype=self.spec.inputs[self.frames_name].dtype)
         for name in self.extra_inputs:
             t = self.spec.inputs[name]
             wiring.read(self.label, name, rank=len(t.shape), dtype=t.dtype)
-        wiring.write(self.label, self.config.mel, TensorInfo.of(self.spec.outputs[self.config.mel], self.label))
-        return self.config.mel
+        wiring.write(self.label, self.output_name, TensorInfo.of(self.spec.outputs[self.output_name], self.label))
+        return self.output_name
 
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
         extra = {n: tensors[n] for n in self.extra_inputs}
 
         def run(window: torch.Tensor, left: int, count: int) -> torch.Tensor:
-            return self.call_window({self.config.frames: window, **extra}, window.shape[1]).narrow(1, left, count)
+            out = self.call_window({self.frames_name: window, **extra}, window.shape[1])
+            return crop_steps(out, self.output_axis, window.shape[1], left, count)
 
         if self.spec.bounded:
             return stream_windows(upstream, run, self.spec.context, self.chunk_schedule())
@@ -101,7 +110,7 @@ class Decoder(StreamableBlock):
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""
-        return self.runner(with_length_inputs(self.spec, inputs, length, length))[self.config.mel]
+        return self.runner(with_length_inputs(self.spec, inputs, length, length))[self.output_name]
 
 
 @BLOCKS.register("Postnet")

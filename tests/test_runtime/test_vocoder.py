@@ -1,0 +1,149 @@
+"""A vocoder network (role ``vocoder``): streamed on overlapping windows exactly, on every backend, instead of Griffin-Lim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ttsstack
+from ttsstack.addon import DimSpec, NetworkSpec, parse_spec
+from ttsstack.backends.base import BackendError, ModuleRunner
+from ttsstack.backends.onnx_static import OnnxStaticBackend
+from ttsstack.masking import MaskedConvolutions
+from ttsstack.parity import WHOLE
+from ttsstack.runtime import RuntimeOptions, StackError, Voice
+from ttsstack.runtime.builder import plan_stack
+from ttsstack.tolerances import STREAMING, WAVEFORM
+
+from ..conftest import TEST_BACKENDS
+from ..tiny_addon import N_MELS, tiny_spec
+from ..tiny_vocoder import CONTEXT, SAMPLES_PER_FRAME, TinyHifiGan, receptive_radius, tiny_hifigan, vocoder_entry, vocoder_spec
+
+TEXT = "A text long enough for many vocoder windows, across two sentences. Here is the second one!"
+SMALL = RuntimeOptions(chunk_frames=16, first_chunk_frames=8)
+"""Small chunks: many windows, each window's context reaching into its neighbours."""
+
+
+def _error(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float(np.abs(a - b).max())
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_vocoder_compiled) -> np.ndarray:
+    """The eager programs' waveform, the vocoder run once on the whole mel."""
+    return ttsstack.load(tiny_vocoder_compiled, "eager", options=WHOLE, compile_if_needed=False).synthesize_audio(TEXT)
+
+
+def test_fixture_declares_its_true_receptive_radius():
+    assert receptive_radius(tiny_hifigan().module) == CONTEXT
+
+
+@pytest.mark.parametrize("backend", ["eager", *TEST_BACKENDS])
+def test_streamed_waveform_equals_the_whole_run(tiny_vocoder_compiled, reference, backend):
+    streamed = ttsstack.load(tiny_vocoder_compiled, backend, options=SMALL, compile_if_needed=False)
+    whole = ttsstack.load(tiny_vocoder_compiled, backend, options=WHOLE, compile_if_needed=False, warmup=False)
+    chunks = list(streamed.stream_audio(TEXT))
+    audio = np.concatenate(chunks)
+    assert len(chunks) > 10
+    assert audio.shape == (streamed.synthesize(TEXT).shape[0] * SAMPLES_PER_FRAME,)
+    assert _error(audio, whole.synthesize_audio(TEXT)) <= STREAMING.atol
+    assert _error(audio, reference) <= WAVEFORM.atol
+
+
+def test_vocoder_network_replaces_griffin_lim_by_default(tiny_vocoder_compiled):
+    voice = ttsstack.load(tiny_vocoder_compiled, "eager", compile_if_needed=False, warmup=False)
+    assert voice.spec.vocoder == {"type": "Network"}
+    assert voice.vocoder.networks == ("vocoder",)
+    without = tiny_spec()
+    without.pop("vocoder")
+    assert parse_spec(without).vocoder == {"type": "GriffinLim"}  # no vocoder network: Griffin-Lim
+
+
+def test_too_small_a_context_shows_as_a_streaming_mismatch(tiny_vocoder_compiled):
+    eager = ttsstack.load(tiny_vocoder_compiled, "eager", compile_if_needed=False, warmup=False)
+    spec = vocoder_spec()
+    spec["networks"]["vocoder"]["context"] = CONTEXT - 2
+    wrong = parse_spec(spec)
+    runners = dict(eager.runners, vocoder=ModuleRunner(wrong.networks["vocoder"], eager.runners["vocoder"].module))
+    streamed = Voice(wrong, runners, options=SMALL).synthesize_audio(TEXT)
+    whole = Voice(wrong, runners, options=WHOLE).synthesize_audio(TEXT)
+    assert _error(streamed, whole) > 100 * STREAMING.atol
+
+
+def test_masked_convolutions_make_padding_exact():
+    masked = tiny_hifigan()
+    mel = torch.randn(1, 13, N_MELS)
+    padded = torch.cat([mel, torch.zeros(1, 19, N_MELS)], dim=1)
+    mask = (torch.arange(32) < 13).float().unsqueeze(0)
+    with torch.no_grad():
+        want = masked(mel, torch.ones(1, 13))
+        got = masked(padded, mask)[:, : 13 * SAMPLES_PER_FRAME]
+        unmasked = masked.module(padded)[:, : 13 * SAMPLES_PER_FRAME]
+    assert torch.equal(want, masked.module(mel))
+    assert (got - want).abs().max() <= 1e-6
+    assert (unmasked - want).abs().max() > 1e-3  # what the mask is for
+
+
+def test_masked_convolutions_need_a_convolution():
+    with pytest.raises(ValueError, match="Linear has no Conv1d/ConvTranspose1d layer to mask"):
+        MaskedConvolutions(torch.nn.Linear(2, 2))
+
+
+def test_static_backend_refuses_a_vocoder_without_mask():
+    spec = NetworkSpec.model_validate(vocoder_entry(mask=False))
+    with pytest.raises(BackendError, match="declare `mask: INPUT`.*MaskedConvolutions"):
+        OnnxStaticBackend().buckets(spec, {"T_frames": DimSpec(max=4096, buckets=[32, 64])})
+
+
+def _spec_with(entry: dict, **top) -> dict:
+    spec = vocoder_spec()
+    spec["networks"]["vocoder"] = entry
+    spec.update(top)
+    return spec
+
+
+def test_vocoder_with_another_data_input_is_refused():
+    entry = vocoder_entry()
+    entry["inputs"]["speaker"] = {"shape": [1, 4]}
+    with pytest.raises(StackError, match="vocoder: .*must take one frame input.*takes mel, speaker"):
+        plan_stack(parse_spec(_spec_with(entry)))
+
+
+def test_vocoder_channels_must_match_the_stack_frames():
+    entry = vocoder_entry()
+    entry["inputs"]["mel"]["shape"] = [1, "T_frames", N_MELS + 1]
+    with pytest.raises(StackError, match=f"takes {N_MELS + 1} channels per frame, but the stack's stream 'mel'.* has {N_MELS}"):
+        plan_stack(parse_spec(_spec_with(entry)))
+
+
+def test_unknown_vocoder_network_is_named():
+    with pytest.raises(StackError, match="vocoder.network: unknown network 'hifigan'"):
+        plan_stack(parse_spec(_spec_with(vocoder_entry(), vocoder={"type": "Network", "network": "hifigan"})))
+
+
+def test_griffin_lim_refuses_frames_that_are_not_mel():
+    spec = tiny_spec()
+    spec["audio"] = {**spec["audio"], "n_mels": N_MELS + 2}
+    with pytest.raises(StackError, match=f"GriffinLim.*has {N_MELS} channels, but Griffin-Lim takes audio.n_mels = {N_MELS + 2}"):
+        plan_stack(parse_spec(spec))
+
+
+def test_a_vocoder_block_inside_the_stack_is_refused():
+    spec = vocoder_spec()
+    spec["stack"][0]["streamable_block"]["stack"].append({"type": "Vocoder"})
+    with pytest.raises(StackError, match="must end in frames .* goes in the addon's `vocoder:` entry"):
+        plan_stack(parse_spec(spec))
+
+
+def test_the_plain_module_streams_differently_from_a_too_short_window():
+    """The declared radius is tight: one frame less of context already changes samples."""
+    module = TinyHifiGan()
+    mel = torch.randn(1, 40, N_MELS)
+    with torch.no_grad():
+        whole = module(mel)[:, 20 * SAMPLES_PER_FRAME : 21 * SAMPLES_PER_FRAME]
+        exact = module(mel[:, 20 - CONTEXT : 21 + CONTEXT])[:, CONTEXT * SAMPLES_PER_FRAME : (CONTEXT + 1) * SAMPLES_PER_FRAME]
+        short = module(mel[:, 21 - CONTEXT : 20 + CONTEXT])[:, (CONTEXT - 1) * SAMPLES_PER_FRAME : CONTEXT * SAMPLES_PER_FRAME]
+    assert (exact - whole).abs().max() <= 1e-6
+    assert (short - whole).abs().max() > 1e-6

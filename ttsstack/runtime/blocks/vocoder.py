@@ -1,0 +1,58 @@
+"""The vocoder block: a network of role ``vocoder`` run over the frame stream, waveform out, with exact overlap."""
+
+from __future__ import annotations
+
+from ..registry import BLOCKS
+from .base import BlockConfig, StackError, TensorInfo, Wiring
+from .decoder import Decoder
+
+
+@BLOCKS.register("Vocoder")
+class Vocoder(Decoder):
+    """Runs a vocoder network (default: the one with role ``vocoder``) on the stack's frames; streams its waveform.
+
+    The network takes one frame input (``[1, T_frames, C]``: mel, or the
+    latent frames of a model that ends in a waveform) besides its optional
+    ``mask``/``lengths``, and returns one output along another named dim
+    (``[1, T_samples]``), a whole number of samples per frame. With a bounded
+    ``context`` (its receptive radius in frames) it runs on windows with that
+    many frames of overlap each side and keeps the samples of the middle
+    frames, so the streamed waveform equals a whole run's; ``context:
+    unbounded`` runs it once on the whole stream.
+
+    The addon's ``vocoder: {type: Network}`` entry builds this block after the
+    stack (see :class:`~ttsstack.runtime.vocoders.NetworkVocoder`); it reads
+    whatever frame stream the stack produces, so it is not placed in the stack.
+    """
+
+    role = "vocoder"
+
+    class Config(BlockConfig):
+        network: str | None = None
+
+    def stream_tensors(self, config, path: str) -> tuple[str, str]:
+        """The network's one frame input and one waveform output."""
+        frames = list(self.spec.data_inputs)
+        if len(frames) != 1 or len(self.spec.outputs) != 1:
+            raise StackError(
+                f"{path}: vocoder network '{self.network}' must take one frame input (besides its mask/lengths) and "
+                f"return one waveform; it takes {', '.join(frames) or 'nothing'} and returns {', '.join(self.spec.outputs)}"
+            )
+        return frames[0], next(iter(self.spec.outputs))
+
+    def check(self, wiring: Wiring, upstream: str | None) -> str:
+        """Read the stack's frame stream, whatever its name, if its channels and dtype fit the network's input."""
+        if upstream is None:
+            raise StackError(f"{self.label}: needs a frame stream before it")
+        want = self.spec.inputs[self.frames_name]
+        got = wiring.read(self.label, upstream, rank=3, dtype=want.dtype)
+        channels = want.shape[-1]
+        if isinstance(channels, int) and got.channels is not None and got.channels != channels:
+            raise StackError(
+                f"{self.label}: network '{self.network}' takes {channels} channels per frame, but the stack's "
+                f"stream '{upstream}' from {got.writer} has {got.channels}"
+            )
+        info = TensorInfo.of(self.spec.outputs[self.output_name], self.label)
+        wiring.write(self.label, self.output_name, info)
+        return self.output_name
+
