@@ -23,7 +23,7 @@ from ttsstack.parity import check_parity
 from ttsstack.runtime import Voice
 from ttsstack.runtime.blocks.autoregressive import DecoderCapWarning
 from ttsstack.runtime.registry import BACKENDS
-from ttsstack.tolerances import for_backend
+from ttsstack.tolerances import WAVEFORM, for_backend
 
 from .conftest import REPO, TEST_BACKENDS
 
@@ -54,15 +54,18 @@ def speecht5(tmp_path_factory):
     with torch.no_grad():
         model.speech_decoder_postnet.prob_out.bias.fill_(-6.0)  # sum of stop probabilities ~0.005: never stops alone
     speaker = script.seeded_speaker(model.config)
+    vocoder = script.seeded_vocoder(script.tiny_vocoder_config(model.config.num_mel_bins))
+    with torch.no_grad():
+        vocoder.conv_post.weight.mul_(3e4)  # seeded HiFi-GAN whispers (~1e-5): make its waveform ~0.1 loud
     root = tmp_path_factory.mktemp("speecht5")
-    script.build_addon(root / "addon", model, speaker, dims=DIMS, decoder=CASES["max_length_ratio"])
+    script.build_addon(root / "addon", model, vocoder, speaker, dims=DIMS, decoder=CASES["max_length_ratio"])
     compile_addon(root / "addon", root / "compiled", TEST_BACKENDS, progress=False)
-    return model, speaker, root / "compiled", {}
+    return model, speaker, root / "compiled", {}, vocoder
 
 
 def _voice(speecht5, backend: str, **decoder) -> Voice:
     """The compiled addon on ``backend`` (loaded once) with the AutoregressiveDecoder entry's fields changed."""
-    _, _, compiled, loaded = speecht5
+    _, _, compiled, loaded, _ = speecht5
     if backend not in loaded:
         loaded[backend] = ttsstack.load(compiled, backend=backend)
     voice = loaded[backend]
@@ -75,7 +78,7 @@ def _voice(speecht5, backend: str, **decoder) -> Voice:
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("backend", ["eager", *TEST_BACKENDS])
 def test_mel_equals_the_library_generate_speech(speecht5, backend, case):
-    model, speaker, _, _ = speecht5
+    model, speaker, *_ = speecht5
     voice = _voice(speecht5, backend, **CASES[case])
     (tokens,) = list(voice.frontend.pieces(TEXT, 1000))
     with torch.no_grad():
@@ -92,8 +95,23 @@ def test_mel_equals_the_library_generate_speech(speecht5, backend, case):
     assert for_backend(backend).passes(error, np.abs(want).max()), error
 
 
+@pytest.mark.parametrize("backend", ["eager", *TEST_BACKENDS])
+def test_audio_equals_generate_speech_with_the_hifigan_vocoder(speecht5, backend):
+    model, speaker, *_, vocoder = speecht5
+    voice = _voice(speecht5, backend)
+    (tokens,) = list(voice.frontend.pieces(TEXT, 1000))
+    with torch.no_grad():
+        want = model.generate_speech(
+            tokens, torch.tensor([speaker]), attention_mask=torch.ones_like(tokens), maxlenratio=2.0, vocoder=vocoder
+        ).numpy()
+    got = voice.synthesize_audio(TEXT)
+    assert got.shape == want.shape == (len(TEXT) * 8 * 2,)  # 15 steps of 2 frames, 8 samples each
+    assert 0.01 < np.abs(want).max() < 1.0
+    assert WAVEFORM.passes(np.abs(got - want).max(), np.abs(want).max())
+
+
 def test_the_speaker_is_an_input_of_each_call(speecht5):
-    model, speaker, _, _ = speecht5
+    model, speaker, *_ = speecht5
     voice = _voice(speecht5, "onnx-static")
     (tokens,) = list(voice.frontend.pieces(TEXT, 1000))
     other = torch.randn(1, len(speaker), generator=torch.Generator().manual_seed(7))
@@ -137,7 +155,8 @@ def test_parity_passes_on_every_backend(speecht5):
 def _spec_with(**step_changes) -> dict:
     script = _script()
     config = script.tiny_config(encoder_layers=1)
-    data = script.addon_spec(config, [0.0] * config.speaker_embedding_dim, dims=DIMS)
+    vocoder = script.seeded_vocoder(script.tiny_vocoder_config(config.num_mel_bins))
+    data = script.addon_spec(config, vocoder, [0.0] * config.speaker_embedding_dim, dims=DIMS)
     data["networks"]["decoder_step"].update(step_changes)
     return data
 

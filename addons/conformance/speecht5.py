@@ -1,4 +1,4 @@
-"""Build a ttsstack addon from Hugging Face ``SpeechT5ForTextToSpeech`` (seeded random weights).
+"""Build a ttsstack addon from Hugging Face ``SpeechT5ForTextToSpeech`` and ``SpeechT5HifiGan`` (seeded random weights).
 
 Usage: python addons/conformance/speecht5.py [--out DIR] [--seed N] [--tiny]
 
@@ -15,7 +15,10 @@ the runtime can stream it:
   ``position`` input and a ``cache_mask`` over the slots), then ``feat_out``
   (``reduction_factor`` frames) and ``prob_out`` (their stop logits);
 - ``postnet`` (role ``postnet``): the speech-decoder postnet's convolutions,
-  bounded context, run on overlapping windows.
+  bounded context, run on overlapping windows;
+- ``hifigan`` (role ``vocoder``): ``SpeechT5HifiGan``, mel to waveform, its
+  convolutions masked (:class:`~ttsstack.masking.MaskedConvolutions`) so
+  static backends can pad; its context is measured (:func:`vocoder_context`).
 
 The speaker embedding is an input of the addon (``speaker:`` in ``addon.yaml``,
 with one seeded default voice). Published weights are not used: the structure
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -40,12 +44,13 @@ import torch
 from torch import nn
 
 try:
-    from transformers import SpeechT5Config, SpeechT5ForTextToSpeech
+    from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 except ImportError:  # pragma: no cover - the message is the point
     sys.exit("this script needs Hugging Face transformers: pip install -e '.[conformance]'")
 
 import ttsstack
+from ttsstack.masking import MaskedConvolutions
 
 SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,;:!?'-"
 STOP_THRESHOLD = 0.5  # generate_speech's defaults
@@ -66,6 +71,14 @@ def tiny_config(**overrides) -> SpeechT5Config:
     return SpeechT5Config(**values)
 
 
+def tiny_vocoder_config(n_mels: int = 16) -> SpeechT5HifiGanConfig:
+    """``SpeechT5HifiGan`` at test size: two upsampling stages (8 samples per frame), one resblock kernel."""
+    return SpeechT5HifiGanConfig(
+        model_in_dim=n_mels, sampling_rate=8000, upsample_initial_channel=16, upsample_rates=[4, 2],
+        upsample_kernel_sizes=[8, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+    )
+
+
 def full_config() -> SpeechT5Config:
     """SpeechT5's published architecture (microsoft/speecht5_tts) with this addon's character vocabulary."""
     return SpeechT5Config(vocab_size=len(SYMBOLS), pad_token_id=0)
@@ -77,6 +90,35 @@ def seeded_model(config: SpeechT5Config, seed: int = 0) -> SpeechT5ForTextToSpee
     model = SpeechT5ForTextToSpeech(config).eval()
     deterministic_prenet(model)
     return model
+
+
+def seeded_vocoder(config: SpeechT5HifiGanConfig, seed: int = 0) -> SpeechT5HifiGan:
+    """The vocoder with seeded random weights, in eval mode."""
+    torch.manual_seed(seed + 2)
+    return SpeechT5HifiGan(config).eval()
+
+
+def samples_per_frame(vocoder: SpeechT5HifiGan) -> int:
+    """The vocoder's hop: the product of its upsampling rates."""
+    return math.prod(vocoder.config.upsample_rates)
+
+
+def vocoder_context(vocoder: SpeechT5HifiGan, frames: int = 64) -> int:
+    """The vocoder's receptive radius in frames, measured: how far a sample moves when one frame changes.
+
+    The network is translation invariant along frames, so one frame in the
+    middle of a window longer than twice the radius shows it.
+    """
+    mel = torch.randn(1, frames, vocoder.config.model_in_dim, generator=torch.Generator().manual_seed(0))
+    moved = mel.clone()
+    moved[0, frames // 2] += 1.0
+    with torch.no_grad():
+        changed = (vocoder(moved) - vocoder(mel)).abs()[0] > 0
+    owners = changed.nonzero().flatten() // samples_per_frame(vocoder)
+    radius = int((owners - frames // 2).abs().max())
+    if radius >= frames // 2 - 1:
+        return vocoder_context(vocoder, 4 * frames)
+    return radius
 
 
 def deterministic_prenet(model: SpeechT5ForTextToSpeech) -> None:
@@ -186,8 +228,12 @@ def _cache_shape(config: SpeechT5Config, slots) -> list:
     return [config.decoder_layers, 1, heads, slots, config.hidden_size // heads]
 
 
-def addon_spec(config: SpeechT5Config, speaker: list[float], dims: dict | None = None, decoder: dict | None = None) -> dict:
-    """The ``addon.yaml`` content for ``config``; ``dims`` and ``decoder`` (AutoregressiveDecoder fields) override defaults."""
+def addon_spec(
+    config: SpeechT5Config, vocoder: SpeechT5HifiGan, speaker: list[float], dims: dict | None = None,
+    decoder: dict | None = None,
+) -> dict:
+    """The ``addon.yaml`` content; ``dims`` and ``decoder`` (AutoregressiveDecoder fields) override defaults."""
+    hop = samples_per_frame(vocoder)
     n_mels, hidden, r = config.num_mel_bins, config.hidden_size, config.reduction_factor
     context = config.speech_decoder_postnet_layers * (config.speech_decoder_postnet_kernel // 2)
     step_inputs = {
@@ -208,11 +254,16 @@ def addon_spec(config: SpeechT5Config, speaker: list[float], dims: dict | None =
         "step_values": _tensor(_cache_shape(config, 1)),
     }
     max_steps = min(1000, config.max_speech_positions)
+    dims = dims or {
+        "T_text": {"max": config.max_text_positions, "buckets": [32, 64, 128, 256]},
+        "T_frames": {"max": 16384, "buckets": [64, 128, 256]},
+        "T_cache": {"max": max_steps},
+    }
     return {
         "format": 1,
         "name": "speecht5-conformance",
-        "audio": {"sample_rate": 16000, "hop_length": 256, "win_length": 1024, "n_fft": 1024, "n_mels": n_mels,
-                  "fmin": 80, "fmax": 7600},
+        "audio": {"sample_rate": vocoder.config.sampling_rate, "hop_length": hop, "win_length": 4 * hop,
+                  "n_fft": 4 * hop, "n_mels": n_mels, "fmin": 80, "fmax": vocoder.config.sampling_rate * 0.475},
         "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "speaker": {"input": "speaker_embeddings", "dim": config.speaker_embedding_dim, "voices": {"seeded": speaker}},
         "networks": {
@@ -237,12 +288,13 @@ def addon_spec(config: SpeechT5Config, speaker: list[float], dims: dict | None =
                 "inputs": {"frames": _tensor([1, "T_frames", n_mels]), "frames_mask": _tensor([1, "T_frames"])},
                 "outputs": {"mel": _tensor([1, "T_frames", n_mels])},
             },
+            "hifigan": {
+                "role": "vocoder", "file": "networks/hifigan.pt2", "context": vocoder_context(vocoder), "mask": "mel_mask",
+                "inputs": {"mel": _tensor([1, "T_frames", n_mels]), "mel_mask": _tensor([1, "T_frames"])},
+                "outputs": {"audio": _tensor([1, "T_samples"])},
+            },
         },
-        "dims": dims or {
-            "T_text": {"max": config.max_text_positions, "buckets": [32, 64, 128, 256]},
-            "T_frames": {"max": 16384, "buckets": [64, 128, 256]},
-            "T_cache": {"max": max_steps},
-        },
+        "dims": {"T_samples": {"max": dims["T_frames"]["max"] * hop}, **dims},
         "stack": [{
             "type": "StreamablePipeline",
             "sequence_block": {"type": "Encoders"},
@@ -253,6 +305,7 @@ def addon_spec(config: SpeechT5Config, speaker: list[float], dims: dict | None =
                 {"type": "Postnet"},
             ]},
         }],
+        "vocoder": {"type": "Network", "network": "hifigan"},
     }
 
 
@@ -269,6 +322,7 @@ def examples(config: SpeechT5Config, text_length: int = 11, slots: int = 5, fram
             "speaker_embeddings": torch.randn(1, config.speaker_embedding_dim),
         },
         "postnet": {"frames": torch.randn(1, frames, config.num_mel_bins), "frames_mask": torch.ones(1, frames)},
+        "hifigan": {"mel": torch.randn(1, frames, config.num_mel_bins), "mel_mask": torch.ones(1, frames)},
     }
 
 
@@ -278,12 +332,16 @@ def seeded_speaker(config: SpeechT5Config, seed: int = 0) -> list[float]:
     return values.tolist()
 
 
-def build_addon(folder: Path, model: SpeechT5ForTextToSpeech, speaker: list[float], **spec_overrides) -> Path:
-    """Export the model's networks and write the addon to ``folder``; ``spec_overrides`` go to :func:`addon_spec`."""
-    modules = {"encoder": Encoder(model), "decoder_step": DecoderStep(model), "postnet": Postnet(model)}
+def build_addon(
+    folder: Path, model: SpeechT5ForTextToSpeech, vocoder: SpeechT5HifiGan, speaker: list[float], **spec_overrides
+) -> Path:
+    """Export the networks and write the addon to ``folder``; ``spec_overrides`` go to :func:`addon_spec`."""
+    spec = addon_spec(model.config, vocoder, speaker, **spec_overrides)
+    modules = {"encoder": Encoder(model), "decoder_step": DecoderStep(model), "postnet": Postnet(model),
+               "hifigan": MaskedConvolutions(vocoder)}
     with warnings.catch_warnings():  # the step's position is handed to its prenet as a module attribute
         warnings.filterwarnings("ignore", message=".*was assigned during export")
-        ttsstack.write_addon(folder, addon_spec(model.config, speaker, **spec_overrides), modules, examples(model.config))
+        ttsstack.write_addon(folder, spec, modules, examples(model.config))
     return folder
 
 
@@ -295,7 +353,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="the test-size config instead of SpeechT5's published one")
     args = parser.parse_args()
     config = tiny_config() if args.tiny else full_config()
-    build_addon(args.out, seeded_model(config, args.seed), seeded_speaker(config, args.seed))
+    vocoder = seeded_vocoder(tiny_vocoder_config(config.num_mel_bins) if args.tiny else SpeechT5HifiGanConfig(), args.seed)
+    build_addon(args.out, seeded_model(config, args.seed), vocoder, seeded_speaker(config, args.seed))
     print(f"wrote {args.out}")
 
 
