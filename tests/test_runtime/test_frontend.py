@@ -6,17 +6,19 @@ import pytest
 
 import ttsstack
 from ttsstack.runtime import RuntimeOptions
-from ttsstack.runtime.frontend import CharactersFrontend, FrontendError, split_text
+from ttsstack.runtime.frontend import CharactersFrontend, FrontendError, TextWarning, split_text
 
 SYMBOLS = "_ abc."
 
 
-def test_characters_lowercase_and_drop_unknown_with_one_warning():
+def test_characters_lowercase_and_skip_unknown_reporting_each():
     frontend = CharactersFrontend({"type": "characters", "symbols": SYMBOLS, "pad": "_"})
-    with pytest.warns(UserWarning, match=r"dropping characters not in the symbol table: '#z'"):
-        assert frontend.encode("ABz#c") == [2, 3, 4]
-    with pytest.warns(UserWarning, match="'_'"):
-        assert frontend.encode("__a") == [2]  # the pad symbol is never produced from text
+    assert frontend.encode("ABz#c") == [2, 3, 4]
+    assert frontend.encode("__a") == [2]  # the pad symbol is never produced from text
+    reviewed = frontend.review("ABz#c")
+    assert reviewed.summary() == "U+007A at 2 (not in the symbol table), U+0023 at 3 (not in the symbol table)"
+    with pytest.warns(TextWarning, match=r"not spoken: U\+007A at 2 .*U\+0023 at 3"):
+        assert [t.tolist() for t in frontend.pieces("ABz#c", 16)] == [[[2, 3, 4]]]
 
 
 def test_split_text_keeps_every_piece_under_the_limit():
@@ -36,7 +38,7 @@ def test_empty_text_is_a_clear_error(tiny_compiled, text):
 
 def test_only_unknown_characters_is_a_clear_error(tiny_compiled):
     voice = ttsstack.load(tiny_compiled, backend="cpu")
-    with pytest.warns(UserWarning), pytest.raises(FrontendError, match="no character the frontend knows"):
+    with pytest.warns(UserWarning), pytest.raises(FrontendError, match="no character the frontend can speak"):
         voice.synthesize("###%%%")
 
 
