@@ -127,9 +127,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_alive_s=args.keep_alive, max_connections=args.max_connections, shutdown_grace_s=args.shutdown_grace,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if api_key is None and not _is_loopback(args.host):
-        print(f"warning: serving on {args.host}, beyond this machine, without an API key: anyone who can reach "
-              f"it may use it; set --api-key or {API_KEY_ENV}", file=sys.stderr, flush=True)
+    warning = open_access_warning(args.host, api_key)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
     streams = args.max_concurrent * len(sources)
     threads = args.threads or max(1, (os.cpu_count() or 1) // streams)
@@ -149,6 +149,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 API_KEY_ENV = "TTSSTACK_API_KEY"
+
+
+def open_access_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server that listens beyond this machine without an API key, else None."""
+    if api_key or _is_loopback(host):
+        return None
+    return (f"serving on {host}, beyond this machine, without an API key: anyone who can reach it may use it; "
+            f"set {API_KEY_ENV} (or --api-key)")
 
 
 def _is_loopback(host: str) -> bool:
