@@ -8,7 +8,10 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import metric
+import ttsstack
+from ttsstack.serve import create_app
+
+from .conftest import OPTIONS, metric, running_server
 
 
 def _pcm(url: str, text: str) -> httpx.Response:
@@ -46,3 +49,22 @@ def test_only_bad_characters_is_400_naming_them(server):
     assert error["param"] == "input"
     assert "U+0000 at 0 (control character)" in error["message"] and "U+0031 at 3" in error["message"]
     assert metric(server, "ttsstack_requests_total", model="tiny", status="500") == 0
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_compiled):
+    """The demo voice (phonemes frontend: espeak-ng) on the cpu backend."""
+    pytest.importorskip("espeakng_loader")
+    voice = ttsstack.load(demo_compiled, backend="cpu", options=OPTIONS, compile_if_needed=False)
+    with running_server(create_app([voice])) as url:
+        yield url, voice
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\ud800"])
+def test_demo_voice_speaks_every_word_after_a_nul_or_a_surrogate(demo_server, bad):
+    url, voice = demo_server
+    body = json.dumps({"model": voice.spec.name, "input": bad + "Hello world", "response_format": "pcm"}).encode()
+    r = httpx.post(f"{url}/v1/audio/speech", content=body, headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 200, r.text  # was 0.33 s of silence (NUL), or a 500 (surrogate)
+    assert r.headers["x-skipped-characters"].startswith(f"U+{ord(bad):04X} at 0 ")
+    assert len(r.content) // 2 == len(voice.synthesize_audio("Hello world"))

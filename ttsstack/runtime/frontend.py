@@ -141,9 +141,8 @@ class Frontend(ABC):
         reviewed = self.review(text)
         if reviewed.skipped:
             warnings.warn(TextWarning(f"frontend: not spoken: {reviewed.summary()}"), stacklevel=3)
-        text = reviewed.text
         produced = False
-        sentences = split_text(text.strip(), max_chars=max_tokens)
+        sentences = split_text(reviewed.text.strip(), max_chars=max_tokens)
         for sentence in pack_sentences(sentences, max_tokens) if pack else sentences:
             ids = self.encode(sentence)
             for start in range(0, len(ids), max_tokens):
