@@ -19,7 +19,7 @@ ends that stream by closing its connection without the final chunk, which
 HTTP clients report as an incomplete body. Either way the server goes on.
 
 With ``stream: false`` the same chunks are gathered (the input limit bounds
-them: 4,096 characters are a few MB of PCM16) and sent as one body with
+them: 4,096 characters are about 12 MB of PCM16 at 22,050 Hz) and sent as one body with
 ``Content-Length``; a ``wav`` then carries its true sizes, and an error at
 any point is a JSON error. A client that reads nothing for the server's send
 timeout is cut off by the protocol (:mod:`ttsstack.serve.protocol`); the
