@@ -41,17 +41,19 @@ def test_the_key_opens_every_endpoint_and_probes_need_none(keyed_server):
 
 def test_readyz_is_503_until_every_addon_has_warmed_up(tiny_voice, monkeypatch):
     release = threading.Event()
-    warmup = type(tiny_voice).warmup
+    warmup = tiny_voice.warmup
 
-    def slow_warmup(voice):
+    def slow_warmup():
         release.wait(timeout=30)
-        warmup(voice)
+        warmup()
 
-    monkeypatch.setattr(type(tiny_voice), "warmup", slow_warmup)
+    monkeypatch.setattr(tiny_voice, "warmup", slow_warmup)
     with running_server(create_app([tiny_voice], Limits(retry_after_s=2)), ready=False) as url:
-        r = httpx.get(f"{url}/readyz")
-        assert r.status_code == 503 and r.headers["retry-after"] == "2"
-        assert r.json()["error"]["message"] == "not ready: warming up: tiny"
-        assert httpx.get(f"{url}/healthz").status_code == 200  # alive all the while
-        release.set()
+        try:
+            r = httpx.get(f"{url}/readyz")
+            assert r.status_code == 503 and r.headers["retry-after"] == "2"
+            assert r.json()["error"]["message"] == "not ready: warming up: tiny"
+            assert httpx.get(f"{url}/healthz").status_code == 200  # alive all the while
+        finally:
+            release.set()
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, "the warm-up to finish")
