@@ -265,9 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut a response whose client has read nothing for this long, freeing its slot "
                         f"(default {limits.send_timeout_s:g})")
     p.add_argument("--header-timeout", type=_seconds, default=limits.header_timeout_s, metavar="SECONDS",
-                   help=f"close a connection whose request headers are not complete by then (default {limits.header_timeout_s:g})")
+                   help="close a connection whose request headers are not complete this long after it connected "
+                        f"or its previous response ended (default {limits.header_timeout_s:g})")
     p.add_argument("--body-timeout", type=_seconds, default=limits.body_timeout_s, metavar="SECONDS",
-                   help=f"answer 408 to a request body not complete by then (default {limits.body_timeout_s:g})")
+                   help=f"answer 408 to a request body not complete this long after its headers (default {limits.body_timeout_s:g})")
     p.add_argument("--max-header-bytes", type=_positive, default=limits.max_header_bytes,
                    help=f"largest request line and headers, larger is 400 (default {limits.max_header_bytes})")
     p.add_argument("--keep-alive", type=_seconds, default=limits.keep_alive_s, metavar="SECONDS",
