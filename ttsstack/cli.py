@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-timeout", type=_seconds, default=limits.body_timeout_s, metavar="SECONDS",
                    help=f"answer 408 to a request body not complete this long after its headers (default {limits.body_timeout_s:g})")
     p.add_argument("--max-header-bytes", type=_positive, default=limits.max_header_bytes,
-                   help=f"largest request line and headers, larger is 400 (default {limits.max_header_bytes})")
+                   help=f"most bytes of unfinished request line and headers held, more is 400 (default {limits.max_header_bytes})")
     p.add_argument("--keep-alive", type=_seconds, default=limits.keep_alive_s, metavar="SECONDS",
                    help=f"close idle keep-alive connections after this (default {limits.keep_alive_s:g})")
     p.add_argument("--max-connections", type=_positive, default=limits.max_connections,

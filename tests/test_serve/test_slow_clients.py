@@ -16,7 +16,8 @@ from ttsstack.serve import Limits, create_app
 
 from .conftest import metric, running_server, wait_for
 
-SECOND = Limits(max_concurrent=2, max_queue=4, send_timeout_s=1.0, header_timeout_s=1.0, body_timeout_s=1.0)
+SECOND = Limits(max_concurrent=2, max_queue=4, send_timeout_s=1.0, header_timeout_s=1.0, body_timeout_s=1.0,
+                max_header_bytes=2048)
 LONG = "Every word of this sentence is spoken to a client that never reads it. " * 6  # ~200 KB of audio
 
 
@@ -78,6 +79,17 @@ def test_half_sent_headers_are_closed_after_the_header_timeout(tiny_voice):
         finally:
             for sock in socks:
                 sock.close()
+
+
+def test_unfinished_headers_over_the_size_limit_are_400(tiny_voice):
+    with running_server(create_app([tiny_voice], SECOND), SECOND) as url:
+        sock = _connect(url)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 4096)  # and never ends them
+            answer = sock.recv(65536)
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 400")
 
 
 def test_a_body_that_never_finishes_is_408(tiny_voice):

@@ -29,8 +29,8 @@ class Limits:
 
     - ``header_timeout_s``: from connecting (or the end of the previous
       response) to the end of the request headers; then the connection is closed.
-    - ``max_header_bytes``: request line and headers (uvicorn's
-      ``h11_max_incomplete_event_size``; over it is ``400``).
+    - ``max_header_bytes``: request line and headers buffered while they are
+      incomplete (uvicorn's ``h11_max_incomplete_event_size``; over it is ``400``).
     - ``body_timeout_s``: to receive the whole body once the headers are in (over it is ``408``).
     - ``max_body_bytes``: largest request body (larger is ``413``, before it is parsed).
     - ``keep_alive_s``: an idle keep-alive connection is closed after this
