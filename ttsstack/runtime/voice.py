@@ -18,6 +18,12 @@ from .network import NetworkRunner
 from .speakers import SpeakerChoice, speaker_tensors
 
 
+WHOLE_TEXT_MAX_CHARS = 10_000
+"""Longest text the whole-result calls (:meth:`Voice.synthesize`, :meth:`Voice.synthesize_audio`) take by
+default: their result grows with the text (about 15 MB of float audio and twice that at the peak per 1,000
+characters at 22,050 Hz), while :meth:`Voice.stream_audio` holds one chunk whatever the length."""
+
+
 class Voice:
     """One addon ready to synthesize on one backend.
 
@@ -110,8 +116,14 @@ class Voice:
         for chunk in self._mel_tensors(text, speed, speaker):
             yield chunk[0].numpy()
 
-    def synthesize(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> np.ndarray:
-        """The whole frames ``[frames, C]`` (mel or latents): the concatenation of :meth:`stream`."""
+    def synthesize(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS
+    ) -> np.ndarray:
+        """The whole frames ``[frames, C]`` (mel or latents): the concatenation of :meth:`stream`.
+
+        Text longer than ``max_chars`` is a ``ValueError`` (``None``: no limit); stream long text.
+        """
+        _check_whole_length(text, max_chars)
         chunks = list(self.stream(text, speed, speaker))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.channels), np.float32)
 
@@ -119,8 +131,16 @@ class Voice:
         """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
         yield from self.vocoder.stream(self.stream(text, speed, speaker))
 
-    def synthesize_audio(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> np.ndarray:
-        """The whole waveform: the concatenation of :meth:`stream_audio`."""
+    def synthesize_audio(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS
+    ) -> np.ndarray:
+        """The whole waveform: the concatenation of :meth:`stream_audio`.
+
+        Its memory grows with the text, so text longer than ``max_chars`` is a
+        ``ValueError`` naming :meth:`stream_audio`, which holds one chunk at a
+        time (``max_chars=None`` lifts the limit).
+        """
+        _check_whole_length(text, max_chars)
         chunks = list(self.stream_audio(text, speed, speaker))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
@@ -196,6 +216,15 @@ class TimedSynthesis:
     first_mel_s: float
     first_audio_s: float
     total_s: float
+
+
+def _check_whole_length(text: str, max_chars: int | None) -> None:
+    """``ValueError`` when a whole-result call gets text over ``max_chars`` characters."""
+    if max_chars is not None and isinstance(text, str) and len(text) > max_chars:
+        raise ValueError(
+            f"text is {len(text)} characters long, over the whole-result limit of {max_chars}: "
+            f"iterate Voice.stream_audio(text) (one chunk in memory at a time), or pass max_chars=None"
+        )
 
 
 def _call_controls(speed: float) -> dict[str, torch.Tensor]:
