@@ -115,3 +115,63 @@ def test_written_addon_loads_and_programs_run(tiny_addon):
     program = addon.load_program("decoder")
     out = program.module()(torch.randn(1, 77, 8), torch.ones(1, 77))
     assert out.shape == (1, 77, 8)  # the dim stayed dynamic
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("n_fft", 2**30, r"audio\.n_fft: Input should be less than or equal to 32768"),
+        ("win_length", 2048, "audio: win_length: 2048 exceeds n_fft 256"),
+        ("hop_length", 512, "audio: hop_length: 512 exceeds win_length 256"),
+        ("n_mels", 200, "audio: n_mels: 200 exceeds the 129 frequency bins of n_fft 256"),
+        ("fmax", 16000, "audio: fmax: 16000.0 exceeds the Nyquist frequency"),
+        ("sample_rate", 10**9, r"audio\.sample_rate: Input should be less than or equal to 384000"),
+    ],
+)
+def test_audio_settings_are_bounded(field, value, message):
+    """``n_fft: 2**30`` once compiled and then asked the vocoder for 328 GiB; now the config is refused."""
+    with pytest.raises(AddonError, match=message):
+        parse_spec(_with(["audio", field], value))
+
+
+def test_dim_sizes_are_bounded():
+    with pytest.raises(AddonError, match=r"dims\.T_frames\.max: Input should be less than or equal to 1048576"):
+        parse_spec(_with(["dims", "T_frames"], {"max": 2**40}))
+
+
+def _alias_bomb(levels: int) -> str:
+    """``levels`` anchors, each a list of ten aliases of the one before: 10**levels leaves in a few hundred bytes."""
+    lines = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join(lines)
+
+
+def test_yaml_alias_bomb_is_refused_at_parse(tiny_copy):
+    """A frontend (which accepts extra keys) holding a million aliased leaves is refused before anything expands it."""
+    text = (tiny_copy / "addon.yaml").read_text()
+    data = yaml.safe_load(text)
+    del data["frontend"]
+    bomb = "frontend:\n  type: characters\n  symbols: \"_ abc\"\n  pad: _\n" + _alias_bomb(6) + "\n"
+    (tiny_copy / "addon.yaml").write_text(bomb + yaml.safe_dump(data, sort_keys=False))
+    assert len((tiny_copy / "addon.yaml").read_text()) < 4000
+    with pytest.raises(AddonError, match="addon.yaml: the document expands to more than 100,000 YAML nodes"):
+        load_addon(tiny_copy)
+
+
+def test_yaml_anchors_within_the_bound_load(tiny_copy):
+    """Anchors are legitimate: a tensor spec shared by alias loads as usual."""
+    data = yaml.safe_load((tiny_copy / "addon.yaml").read_text())
+    shared = data["networks"]["text_encoder"]["outputs"]["encoded"]
+    data["networks"]["duration_encoder"]["inputs"]["encoded"] = shared  # PyYAML writes an anchor and an alias
+    text = yaml.safe_dump(data, sort_keys=False)
+    assert "&id001" in text and "*id001" in text
+    (tiny_copy / "addon.yaml").write_text(text)
+    assert load_addon(tiny_copy).spec.networks["duration_encoder"].inputs["encoded"].shape == shared["shape"]
+
+
+def test_recursive_yaml_is_refused(tiny_copy):
+    text = (tiny_copy / "addon.yaml").read_text()
+    (tiny_copy / "addon.yaml").write_text(text.replace("type: characters", "type: characters\n  loop: &loop [*loop]", 1))
+    with pytest.raises(AddonError, match="addon.yaml: line 13: an alias refers to a node that contains it"):
+        load_addon(tiny_copy)

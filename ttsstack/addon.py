@@ -72,10 +72,21 @@ class StateSpec(_Strict):
 
     Keyed by the state input's name in ``NetworkSpec.states``; ``init`` fills
     the input at the first call. The pair must agree in shape and dtype.
+
+    With ``cache: DIM`` the state is a key/value cache along the named dim
+    ``DIM`` instead: the input holds a fixed number of slots (``DIM``'s size,
+    the capacity the runtime picks), the output only this call's entry (size 1
+    along ``DIM``, same shape otherwise), which the runtime writes into slot
+    ``position`` (the network's ``position`` input, the call's index from 0).
+    The network's ``cache_mask`` input (``[1, DIM]``) marks filled slots with 1,
+    so it attends to them only. One kind for every backend: static backends
+    compile the largest capacity (``dims.DIM.buckets[-1]``, else ``max``),
+    dynamic ones size it per utterance to the steps it may take.
     """
 
     output: str
     init: float = 0.0
+    cache: str | None = None
 
 
 class NoiseSpec(_Strict):
@@ -105,8 +116,11 @@ class NetworkSpec(_Strict):
     (tools rewriting ``addon.yaml`` must keep key order).
     ``lengths`` / ``mask`` name an input the runtime fills itself with the true
     length (``[1]`` int64) or validity mask (``[1, T]``, 1 for real steps), so
-    that static-shape backends can pad such a network exactly. ``noise``
-    names inputs the runtime fills with seeded noise (:class:`NoiseSpec`).
+    that static-shape backends can pad such a network exactly.
+    ``position`` / ``cache_mask`` name the inputs the runtime fills for a
+    network with ``cache`` states (see :class:`StateSpec`): the call's index
+    (``[1]`` int64) and the mask of filled cache slots. ``noise`` names
+    inputs the runtime fills with seeded noise (:class:`NoiseSpec`).
     """
 
     role: str
@@ -117,6 +131,8 @@ class NetworkSpec(_Strict):
     lengths: str | None = None
     mask: str | None = None
     states: dict[str, StateSpec] = Field(default_factory=dict)
+    position: str | None = None
+    cache_mask: str | None = None
     noise: dict[str, NoiseSpec] = Field(default_factory=dict)
 
     @field_validator("context")
@@ -133,8 +149,13 @@ class NetworkSpec(_Strict):
 
     @property
     def derived_inputs(self) -> set[str]:
-        """Inputs the runtime fills itself (lengths, mask, recurrent state, noise)."""
-        return {n for n in (self.lengths, self.mask) if n} | set(self.states) | set(self.noise)
+        """Inputs the runtime fills itself (lengths, mask, recurrent state, cache position and mask, noise)."""
+        return {n for n in (self.lengths, self.mask, self.position, self.cache_mask) if n} | set(self.states) | set(self.noise)
+
+    @property
+    def cache_dims(self) -> set[str]:
+        """The named dims along which ``cache`` states hold their slots."""
+        return {state.cache for state in self.states.values() if state.cache}
 
     @property
     def data_inputs(self) -> dict[str, TensorSpec]:
@@ -198,6 +219,25 @@ class AudioSpec(_Strict):
         return self
 
 
+class SpeakerSpec(_Strict):
+    """A speaker embedding the caller chooses per call: written as tensor ``input`` (``[1, dim]`` float32).
+
+    ``voices`` names embeddings shipped with the addon; the first is the
+    default. A caller may also pass an embedding of its own.
+    """
+
+    input: str = Field(min_length=1)
+    dim: int = Field(gt=0)
+    voices: dict[str, list[float]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_voices(self) -> "SpeakerSpec":
+        for name, values in self.voices.items():
+            if len(values) != self.dim:
+                raise ValueError(f"voices.{name}: has {len(values)} values, dim is {self.dim}")
+        return self
+
+
 class FrontendSpec(BaseModel):
     """Text frontend settings; ``type`` picks a registered frontend, the rest is its own."""
 
@@ -216,6 +256,7 @@ class AddonSpec(_Strict):
     dims: dict[str, DimSpec] = Field(default_factory=dict)
     stack: list[dict[str, Any]]
     vocoder: dict[str, Any]
+    speaker: SpeakerSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -278,7 +319,7 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                             f"{source}: networks.{net_name}.{kind}.{t_name}.shape[{axis}]: "
                             f"unknown dim '{dim}'; known: {known}"
                         )
-        for field in ("lengths", "mask"):
+        for field in ("lengths", "mask", "position", "cache_mask"):
             name = getattr(net, field)
             if name is not None and name not in net.inputs:
                 raise AddonError(
@@ -302,12 +343,32 @@ def _check_references(spec: AddonSpec, source: str) -> None:
             if state.output not in net.outputs:
                 raise AddonError(f"{path}: state output '{state.output}' is not an output of the network")
             given, taken = net.inputs[state_in], net.outputs[state.output]
-            if given.shape != taken.shape:
+            if state.cache is not None:
+                _check_cache(path, net, state_in, state.cache)
+                expected = [1 if d == state.cache else d for d in given.shape]
+                if taken.shape != expected:
+                    raise AddonError(
+                        f"{path}: cache output '{state.output}' must have shape {expected} (one slot along "
+                        f"{state.cache}), got {taken.shape}"
+                    )
+            elif given.shape != taken.shape:
                 raise AddonError(
                     f"{path}: input shape {given.shape} does not match output '{state.output}' shape {taken.shape}"
                 )
             if given.dtype != taken.dtype:
                 raise AddonError(f"{path}: input dtype {given.dtype} does not match output '{state.output}' dtype {taken.dtype}")
+
+
+def _check_cache(path: str, net: NetworkSpec, state_in: str, dim: str) -> None:
+    """A ``cache`` state needs its dim on the input and the network's ``position`` and ``cache_mask`` inputs."""
+    if dim not in net.inputs[state_in].shape:
+        raise AddonError(f"{path}.cache: '{dim}' is not a dim of input '{state_in}' (shape {net.inputs[state_in].shape})")
+    for field, expected in (("position", [1]), ("cache_mask", [1, dim])):
+        name = getattr(net, field)
+        if name is None:
+            raise AddonError(f"{path}.cache: a cache state needs the network's `{field}:` input ({expected})")
+        if net.inputs[name].shape != expected:
+            raise AddonError(f"{path}.cache: {field} input '{name}' must have shape {expected}, got {net.inputs[name].shape}")
 
 
 class Addon:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 import time
@@ -45,6 +46,13 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
     return value
 
 
@@ -104,19 +112,24 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve addons over HTTP (each on its own backend) until interrupted."""
+    """Serve addons over HTTP (each on its own backend) until SIGTERM/SIGINT, then shut down gracefully."""
     try:
-        import uvicorn
-
         from .serve import Limits, create_app, parse_addon_source, require_unique_names
+        from .serve.server import run_server, server_config
     except ImportError as exc:
         raise RuntimeError(f"serving needs the 'serve' extra: pip install 'ttsstack[serve]' ({exc})") from None
     sources = [parse_addon_source(text) for text in args.addon or [str(DEMO_ADDON)]]
     require_unique_names([(load_addon(s.folder).spec.name, f"--addon {s}") for s in sources])
     limits = Limits(
         max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_input_chars=args.max_input_chars,
-        max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after,
+        max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after, send_timeout_s=args.send_timeout,
+        header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, max_header_bytes=args.max_header_bytes,
+        keep_alive_s=args.keep_alive, max_connections=args.max_connections, shutdown_grace_s=args.shutdown_grace,
     )
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    warning = open_access_warning(args.host, api_key)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
     streams = args.max_concurrent * len(sources)
     threads = args.threads or max(1, (os.cpu_count() or 1) // streams)
@@ -124,15 +137,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"{threads} intra-op thread(s) per stream, up to {streams} streams at once", flush=True)
     voices = []
     for source in sources:
-        voice = load(source.folder, backend=source.backend, options=options)
+        voice = load(source.folder, backend=source.backend, options=options, warmup=False)  # warmed up by the app
         print(f"loaded {voice.spec.name} ({source.backend} backend) from {source.folder}", flush=True)
         voices.append(voice)
-    config = uvicorn.Config(create_app(voices, limits), host=args.host, port=args.port, log_level=args.log_level)
+    config = server_config(create_app(voices, limits, api_key), limits, args.host, args.port, args.log_level)
     sock = config.bind_socket()
     host, port = sock.getsockname()[:2]
     print(f"serving {', '.join(v.spec.name for v in voices)} on http://{host}:{port} (POST /v1/audio/speech)", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    run_server(config, [sock])
     return 0
+
+
+API_KEY_ENV = "TTSSTACK_API_KEY"
+
+
+def open_access_warning(host: str, api_key: str | None) -> str | None:
+    """The warning for a server that listens beyond this machine without an API key, else None."""
+    if api_key or _is_loopback(host):
+        return None
+    return (f"serving on {host}, beyond this machine, without an API key: anyone who can reach it may use it; "
+            f"set {API_KEY_ENV} (or --api-key)")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -221,9 +255,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"syntheses running at once per addon (default {limits.max_concurrent})")
     p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue,
                    help=f"requests waiting per addon before 429 (default {limits.max_queue})")
-    p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars)
-    p.add_argument("--max-body-bytes", type=_positive, default=limits.max_body_bytes)
-    p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s, help="Retry-After seconds of a 429")
+    p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars,
+                   help=f"longest input text, longer is 413 (default {limits.max_input_chars})")
+    p.add_argument("--max-body-bytes", type=_positive, default=limits.max_body_bytes,
+                   help=f"largest request body, larger is 413 (default {limits.max_body_bytes})")
+    p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s,
+                   help=f"Retry-After seconds of a 429 (default {limits.retry_after_s})")
+    p.add_argument("--send-timeout", type=_seconds, default=limits.send_timeout_s, metavar="SECONDS",
+                   help="cut a response whose client has read nothing for this long, freeing its slot "
+                        f"(default {limits.send_timeout_s:g})")
+    p.add_argument("--header-timeout", type=_seconds, default=limits.header_timeout_s, metavar="SECONDS",
+                   help="close a connection whose request headers are not complete this long after it connected "
+                        f"or its previous response ended (default {limits.header_timeout_s:g})")
+    p.add_argument("--body-timeout", type=_seconds, default=limits.body_timeout_s, metavar="SECONDS",
+                   help=f"answer 408 to a request body not complete this long after its headers (default {limits.body_timeout_s:g})")
+    p.add_argument("--max-header-bytes", type=_positive, default=limits.max_header_bytes,
+                   help=f"most bytes of unfinished request line and headers held, more is 400 (default {limits.max_header_bytes})")
+    p.add_argument("--keep-alive", type=_seconds, default=limits.keep_alive_s, metavar="SECONDS",
+                   help=f"close idle keep-alive connections after this (default {limits.keep_alive_s:g})")
+    p.add_argument("--max-connections", type=_positive, default=limits.max_connections,
+                   help=f"open connections plus running requests; a request beyond is 503 (default {limits.max_connections})")
+    p.add_argument("--shutdown-grace", type=_seconds, default=limits.shutdown_grace_s, metavar="SECONDS",
+                   help=f"on SIGTERM, time for running streams to finish before they are cancelled (default {limits.shutdown_grace_s:g})")
+    p.add_argument("--api-key", default=None,
+                   help=f"require 'Authorization: Bearer KEY' on every endpoint but /healthz and /readyz "
+                        f"(default: ${API_KEY_ENV}, else none)")
     p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
     p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
     p.add_argument("--threads", type=_positive, default=None,

@@ -95,17 +95,22 @@ class ParityReport:
 
 
 class _Recorder:
-    """A runner that keeps the inputs and outputs of every call."""
+    """A runner that keeps the inputs and outputs of every call.
+
+    ``cache`` states and the ``cache_mask`` are copied: the decoder writes the
+    next slots into the same buffers.
+    """
 
     def __init__(self, runner: NetworkRunner):
         self.runner = runner
         self.spec = runner.spec
         self.static_lengths = runner.static_lengths
         self.calls: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+        self.mutable = {name for name, state in self.spec.states.items() if state.cache} | {self.spec.cache_mask}
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = self.runner(inputs)
-        self.calls.append((dict(inputs), outputs))
+        self.calls.append(({n: t.clone() if n in self.mutable else t for n, t in inputs.items()}, outputs))
         return outputs
 
 
@@ -177,7 +182,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
             errors = _Errors(tolerance)
-            fed = [*recorder.spec.data_inputs, *recorder.spec.states, *recorder.spec.noise]
+            spec = recorder.spec
+            fed = [*spec.data_inputs, *spec.states, *(n for n in (spec.position, spec.cache_mask) if n), *spec.noise]
             for inputs, want in recorder.calls:
                 got = block.call({n: inputs[n] for n in fed})
                 for output, tensor in want.items():

@@ -80,12 +80,17 @@ def read_program(path: str | Path) -> torch.export.ExportedProgram:
     path = Path(path)
     data = path.read_bytes()
     members = _checked_members(path, data)
-    reader = PT2ArchiveReader(io.BytesIO(data))
-    if set(reader.get_file_names()) != set(members):
-        raise ProgramFileError(f"{path}: the archive's directory reads differently to torch and to zipfile; refusing it")
-    for member in _pickled_members(path, reader):
-        _load_weights_only(path, member, reader.read_bytes(member))
-    _check_model_json(path, reader.read_bytes(_MODEL_JSON))
+    try:
+        reader = PT2ArchiveReader(io.BytesIO(data))
+        if set(reader.get_file_names()) != set(members):
+            raise ProgramFileError(f"{path}: the archive's directory reads differently to torch and to zipfile; refusing it")
+        pickled = {member: reader.read_bytes(member) for member in _pickled_members(path, reader)}
+        model_json = reader.read_bytes(_MODEL_JSON)
+    except (RuntimeError, AssertionError) as exc:  # torch's reader: a bad archive_format, an unreadable record
+        raise ProgramFileError(f"{path}: not a readable .pt2 archive: {exc}") from None
+    for member, payload in pickled.items():
+        _load_weights_only(path, member, payload)
+    _check_model_json(path, model_json)
     with _weights_only_everywhere():
         try:
             program = torch.export.load(io.BytesIO(data))
@@ -227,7 +232,7 @@ def _is_sympy_expression(text: str) -> bool:
         elif isinstance(node, ast.Constant):
             if not isinstance(node.value, (int, float, bool, str)):
                 return False
-        elif not isinstance(node, (*_ARITHMETIC, ast.keyword)):
+        elif not isinstance(node, (*_ARITHMETIC, ast.keyword, ast.Tuple)):
             return False
     return True
 
@@ -235,8 +240,8 @@ def _is_sympy_expression(text: str) -> bool:
 def _is_size_guard(text: str) -> bool:
     """A guard like ``L['x'].size()[1] == L['y'].size()[1]``: sizes of named inputs, numbers, comparisons."""
     tree = _parse(text)
-    if tree is None:
-        return False
+    if tree is None or "#" in text or "\n" in text:
+        return False  # torch pastes the guard into a line of generated code
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func

@@ -6,17 +6,19 @@ import pytest
 
 import ttsstack
 from ttsstack.runtime import RuntimeOptions
-from ttsstack.runtime.frontend import CharactersFrontend, FrontendError, split_text
+from ttsstack.runtime.frontend import CharactersFrontend, FrontendError, TextWarning, split_text
 
 SYMBOLS = "_ abc."
 
 
-def test_characters_lowercase_and_drop_unknown_with_one_warning():
+def test_characters_lowercase_and_skip_unknown_reporting_each():
     frontend = CharactersFrontend({"type": "characters", "symbols": SYMBOLS, "pad": "_"})
-    with pytest.warns(UserWarning, match=r"dropping characters not in the symbol table: '#z'"):
-        assert frontend.encode("ABz#c") == [2, 3, 4]
-    with pytest.warns(UserWarning, match="'_'"):
-        assert frontend.encode("__a") == [2]  # the pad symbol is never produced from text
+    assert frontend.encode("ABz#c") == [2, 3, 4]
+    assert frontend.encode("__a") == [2]  # the pad symbol is never produced from text
+    reviewed = frontend.review("ABz#c")
+    assert reviewed.summary() == "U+007A at 2 (not in the symbol table), U+0023 at 3 (not in the symbol table)"
+    with pytest.warns(TextWarning, match=r"not spoken: U\+007A at 2 .*U\+0023 at 3"):
+        assert [t.tolist() for t in frontend.pieces("ABz#c", 16)] == [[[2, 3, 4]]]
 
 
 def test_split_text_keeps_every_piece_under_the_limit():
@@ -36,7 +38,7 @@ def test_empty_text_is_a_clear_error(tiny_compiled, text):
 
 def test_only_unknown_characters_is_a_clear_error(tiny_compiled):
     voice = ttsstack.load(tiny_compiled, backend="cpu")
-    with pytest.warns(UserWarning), pytest.raises(FrontendError, match="no character the frontend knows"):
+    with pytest.warns(UserWarning), pytest.raises(FrontendError, match="no character the frontend can speak"):
         voice.synthesize("###%%%")
 
 
@@ -107,3 +109,51 @@ def test_phonemize_at_its_fast_rate_gives_the_tokens_of_training_speech():
     after = phonemes.render(texts[0])
     assert abs(len(after.audio) - len(before.audio)) < 0.01 * len(before.audio)
     assert len(phonemes.render(texts[0], rate=phonemes.PHONEMIZE_RATE).audio) < 0.7 * len(before.audio)
+
+
+@pytest.mark.parametrize("text, spoken, skipped", [
+    ("\x00Hello world", "Hello world", ["U+0000 at 0 (control character)"]),
+    ("Hello\ud800 world", "Hello world", ["U+D800 at 5 (invalid code point)"]),
+    ("Hello\ufffe\x7f world", "Hello world", ["U+FFFE at 5 (invalid code point)", "U+007F at 6 (control character)"]),
+    ("Hello\tnew\nline\u00a0here", "Hello new line here", []),
+])
+def test_control_and_invalid_characters_are_removed_and_named(text, spoken, skipped):
+    frontend = CharactersFrontend({"type": "characters", "symbols": "_ abcdefghijklmnopqrstuvwxyz", "pad": "_"})
+    reviewed = frontend.review(text)
+    assert reviewed.text == spoken
+    assert [s.describe() for s in reviewed.skipped] == skipped
+
+
+def test_nul_and_surrogate_lose_nothing_through_the_api(tiny_compiled):
+    voice = ttsstack.load(tiny_compiled, backend="cpu")
+    reference = voice.synthesize_audio("Hello world")
+    for bad in ["\x00", "\ud800"]:
+        with pytest.warns(TextWarning, match=rf"U\+{ord(bad):04X} at 0"):
+            audio = voice.synthesize_audio(bad + "Hello world")
+        assert audio.shape == reference.shape and abs(audio - reference).max() == 0
+
+
+def test_phonemes_frontend_reads_out_what_espeak_knows_and_survives_bad_characters():
+    pytest.importorskip("espeakng_loader")
+    from ttsstack.runtime.frontend import PhonemesFrontend
+    from ttsstack.runtime.phonemes import phonemize
+
+    symbols = ["<pad>"] + sorted({s for t in ["Hello world", "forty two", "grinning face"] for s in phonemize(t)})
+    frontend = PhonemesFrontend({"type": "phonemes", "symbols": symbols, "pad": "<pad>"})
+    assert frontend.review("Hello 42 😀 你").skipped == ()  # espeak-ng reads them out: nothing skipped
+    hello = frontend.encode("Hello world")
+    for bad in ["\x00", "\ud800"]:
+        with pytest.warns(TextWarning):
+            pieces = [p[0].tolist() for p in frontend.pieces(bad + "Hello world", 64)]
+        assert pieces == [hello]  # a NUL no longer cuts the text; a surrogate is no UnicodeEncodeError
+    with pytest.raises(ValueError, match="U\\+0000 at 5"):
+        phonemize("Hello\x00 world")
+
+
+def test_whole_result_calls_refuse_text_over_their_limit(tiny_compiled):
+    voice = ttsstack.load(tiny_compiled, backend="cpu")
+    with pytest.raises(ValueError, match="over the whole-result limit of 50: iterate Voice.stream_audio"):
+        voice.synthesize_audio("a" * 51, max_chars=50)
+    with pytest.raises(ValueError, match="whole-result limit of 10000"):
+        voice.synthesize("a" * 10_001)
+    assert len(voice.synthesize_audio("abc " * 20, max_chars=None)) > 0

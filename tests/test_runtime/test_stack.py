@@ -8,6 +8,7 @@ import yaml
 
 import ttsstack
 from ttsstack.addon import AddonError, parse_spec
+from ttsstack.compiler import compile_addon
 from ttsstack.runtime import BLOCKS, StreamableBlock
 from ttsstack.runtime.blocks.base import BlockConfig, StackError
 from ttsstack.runtime.builder import plan_stack
@@ -29,6 +30,7 @@ def _load_with_stack(folder, stack, backend="cpu"):
     data = yaml.safe_load((folder / "addon.yaml").read_text())
     data["stack"] = stack
     (folder / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))  # input order is positional
+    compile_addon(folder, folder, [], progress=False)  # re-hash the edited config; every artifact is kept
     return ttsstack.load(folder, backend=backend, compile_if_needed=False)
 
 

@@ -20,10 +20,12 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 import ttsstack
+from ttsstack.compiler import compile_addon
 from ttsstack.runtime import BLOCKS, RuntimeOptions, StreamableBlock
 from ttsstack.runtime.blocks.base import BlockConfig
 from ttsstack.runtime.blocks.decoder import Decoder
 from ttsstack.serve import Limits, create_app
+from ttsstack.serve.server import server_config
 
 OPTIONS = RuntimeOptions(chunk_frames=16, first_chunk_frames=16)
 """Small decoder chunks: many chunks per utterance, each smaller than a vocoder block."""
@@ -64,32 +66,50 @@ def faulty_voice(tiny_compiled, tmp_path_factory):
     data["name"] = "tiny-faulty"
     data["stack"][0]["streamable_block"]["stack"].append({"type": "FailAfter", "chunks": 4})
     (folder / "addon.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    compile_addon(folder, folder, [], progress=False)  # re-hash the edited config; every artifact is kept
     yield ttsstack.load(folder, backend="eager", options=OPTIONS, compile_if_needed=False)
     BLOCKS.unregister("FailAfter")
 
 
 @contextmanager
-def running_server(app) -> Iterator[str]:
-    """Run ``app`` on uvicorn in a background thread on 127.0.0.1 and a free port; yield its URL."""
+def running_server(app, limits: Limits | None = None, send_buffer: int | None = None, ready: bool = True) -> Iterator[str]:
+    """Run ``app`` as ``ttsstack serve`` does (its protocol and ``limits``) in a background thread on
+    127.0.0.1 and a free port; yield its URL once it listens and, with ``ready``, once every voice is warm.
+
+    ``send_buffer`` sets a small ``SO_SNDBUF`` on the server's sockets, so that a client that
+    reads nothing blocks the server's sends after a few kilobytes.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(server_config(app, limits or Limits(), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: server.started, "the server to start")
-        yield f"http://127.0.0.1:{port}"
+        if ready:
+            wait_for(lambda: _ready(url), "the server to be ready")
+        yield url
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
 
 
+def _ready(url: str) -> bool:
+    import httpx
+
+    return httpx.get(f"{url}/readyz").status_code == 200
+
+
 @pytest.fixture(scope="module")
 def server(tiny_voice, faulty_voice) -> Iterator[str]:
     """Both voices behind default-ish limits; yields the base URL."""
-    with running_server(create_app([tiny_voice, faulty_voice], Limits(max_input_chars=1000, max_body_bytes=4096))) as url:
+    limits = Limits(max_input_chars=1000, max_body_bytes=4096)
+    with running_server(create_app([tiny_voice, faulty_voice], limits), limits) as url:
         yield url
 
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from ttsstack.cli import main
+from ttsstack.cli import main, open_access_warning
+from ttsstack.compiler import compile_addon
 from ttsstack.serve import AddonSource, parse_addon_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,35 +44,63 @@ def test_two_addons_of_one_name_are_refused_before_loading(tiny_compiled, capsys
     assert "model name 'tiny' is served twice" in err and f"{tiny_compiled}:eager" in err
 
 
-def test_serve_process_serves_addons_on_their_own_backends(tiny_compiled, tmp_path):
+@pytest.mark.parametrize("host, key, warned", [
+    ("127.0.0.1", None, False), ("::1", None, False), ("localhost", None, False),
+    ("0.0.0.0", None, True), ("192.168.1.5", None, True), ("0.0.0.0", "k", False),
+])
+def test_binding_beyond_loopback_without_a_key_is_warned(host, key, warned):
+    warning = open_access_warning(host, key)
+    assert (warning is not None) == warned
+    assert warning is None or (host in warning and "TTSSTACK_API_KEY" in warning)
+
+
+def _start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """Start ``ttsstack serve ARGS`` on a free loopback port; the process and its URL once it listens."""
+    cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    seen = []
+    for line in proc.stdout:  # the process prints the URL once it listens
+        seen.append(line)
+        match = re.search(r" on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain the rest
+            return proc, match.group(1)
+    raise AssertionError("the server exited:\n" + "".join(seen))
+
+
+def test_serve_process_serves_addons_on_their_own_backends_and_stops_cleanly_on_sigterm(tiny_compiled, tiny_voice, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(tiny_compiled, other)
     data = yaml.safe_load((other / "addon.yaml").read_text())
     (other / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-2"}, sort_keys=False))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning",
-           "--addon", f"{tiny_compiled}:cpu", "--addon", f"{other}:eager"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read_output():
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read_output, daemon=True).start()
+    compile_addon(other, other, [], progress=False)  # re-hash the edited config; every artifact is kept
+    proc, url = _start_serve(["--addon", f"{tiny_compiled}:cpu", "--addon", f"{other}:eager", "--shutdown-grace", "20"],
+                             {"TTSSTACK_API_KEY": "k3y"})
     try:
-        url, seen = None, []
-        while url is None:
-            line = lines.get(timeout=120)  # the process prints the URL once it listens
-            assert line is not None, "the server exited:\n" + "".join(seen)
-            seen.append(line)
-            match = re.search(r"serving tiny, tiny-2 on (http://127\.0\.0\.1:\d+)", line)
-            url = match and match.group(1)
-        models = httpx.get(f"{url}/v1/models", timeout=60).json()["data"]
+        assert httpx.get(f"{url}/v1/models", timeout=60).status_code == 401  # the key from the environment
+        auth = {"authorization": "Bearer k3y"}
+        models = httpx.get(f"{url}/v1/models", headers=auth, timeout=60).json()["data"]
         assert {(m["id"], m["backend"]) for m in models} == {("tiny", "cpu"), ("tiny-2", "eager")}
-        r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny", "input": "Hello."}, timeout=60)
-        assert r.status_code == 200 and r.content[:4] == b"RIFF"
+
+        # SIGTERM during a stream: new connections are refused, the stream goes on to its end, exit status 0
+        text = "A sentence streaming while the server is told to stop. " * 3
+        body = {"model": "tiny", "input": text, "response_format": "pcm"}
+        with httpx.stream("POST", f"{url}/v1/audio/speech", json=body, headers=auth, timeout=60) as r:
+            pieces = r.iter_raw()
+            received = [next(pieces)]  # the stream is under way
+            proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"{url}/healthz", timeout=5)
+                except httpx.ConnectError:
+                    break
+                assert time.monotonic() < deadline, "still accepting connections 30 s after SIGTERM"
+                time.sleep(0.05)
+            received.extend(pieces)
+        assert len(b"".join(received)) == 2 * len(tiny_voice.synthesize_audio(text))
+        assert proc.wait(timeout=60) == 0
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(timeout=60)

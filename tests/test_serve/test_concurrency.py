@@ -81,6 +81,8 @@ def test_client_that_hangs_up_while_queued_frees_its_place(tiny_voice):
             wait_for(lambda: metric(url, "ttsstack_queue_depth", model="tiny") == 1, "the request to queue")
         wait_for(lambda: metric(url, "ttsstack_queue_depth", model="tiny") == 0, "the queue place to be freed")
         assert metric(url, "ttsstack_streams_total", model="tiny", outcome="cancelled") == 1
+        wait_for(lambda: metric(url, "ttsstack_requests_total", model="tiny", status="499") == 1,
+                 "the dropped request to be counted")
         decoder["release"].set()
         running.join(60)
         assert results == {"running": 200}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import wave
 
 import httpx
 import numpy as np
@@ -43,6 +45,23 @@ def test_wav_streams_the_header_then_the_whole_utterance_audio(server, tiny_voic
     _assert_same_audio(_samples(body[44:]), tiny_voice.synthesize_audio(TEXT))
 
 
+@pytest.mark.parametrize("fmt", ["wav", "pcm"])
+def test_stream_false_sends_one_body_with_its_true_sizes(server, tiny_voice, fmt):
+    r = _speech(server, response_format=fmt, stream=False)
+    assert r.status_code == 200
+    assert "transfer-encoding" not in r.headers and int(r.headers["content-length"]) == len(r.content)
+    reference = tiny_voice.synthesize_audio(TEXT)
+    if fmt == "pcm":
+        _assert_same_audio(_samples(r.content), reference)
+        return
+    with wave.open(io.BytesIO(r.content)) as wav:  # the header's sizes are the audio's
+        assert (wav.getnframes(), wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (
+            len(reference), tiny_voice.sample_rate, 1, 2)
+        _assert_same_audio(_samples(wav.readframes(wav.getnframes())), reference)
+    riff_size, data_size = struct.unpack("<I", r.content[4:8])[0], struct.unpack("<I", r.content[40:44])[0]
+    assert (riff_size, data_size) == (len(r.content) - 8, len(r.content) - 44)
+
+
 def test_pcm_is_raw_samples_at_the_addon_rate(server, tiny_voice):
     r = _speech(server, response_format="pcm")
     assert r.status_code == 200
@@ -64,9 +83,11 @@ def test_models_lists_each_addon_with_its_backend(server):
     assert {(m["id"], m["backend"]) for m in data["data"]} == {("tiny", "cpu"), ("tiny-faulty", "eager")}
 
 
-def test_healthz(server):
+def test_healthz_and_readyz(server):
     r = httpx.get(f"{server}/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok", "models": ["tiny", "tiny-faulty"]}
+    r = httpx.get(f"{server}/readyz")
+    assert r.status_code == 200 and r.json() == {"status": "ready", "models": ["tiny", "tiny-faulty"]}
 
 
 def test_metrics_count_requests_latency_and_speed(server):

@@ -157,7 +157,7 @@ def example_inputs(spec: NetworkSpec, sizes: dict[str, int], seed: int = 0) -> d
     """Inputs of the declared shapes and dtypes, named dims set by ``sizes``.
 
     Integer inputs hold 0/1 values (valid token ids for any vocabulary), the
-    ``lengths`` input the full length, the ``mask`` input ones, floats a
+    ``lengths`` input the full length, the ``mask`` and ``cache_mask`` inputs ones, floats a
     seeded normal draw: enough to trace and to compare numerics.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -167,7 +167,7 @@ def example_inputs(spec: NetworkSpec, sizes: dict[str, int], seed: int = 0) -> d
         dtype = tensor.torch_dtype
         if name == spec.lengths:
             inputs[name] = torch.full(shape, sizes[sequence_dim(spec)], dtype=dtype)
-        elif name == spec.mask or dtype == torch.bool:
+        elif name in (spec.mask, spec.cache_mask) or dtype == torch.bool:
             inputs[name] = torch.ones(shape, dtype=dtype)
         elif dtype.is_floating_point:
             inputs[name] = torch.randn(shape, generator=gen).to(dtype)

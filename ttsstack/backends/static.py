@@ -23,16 +23,21 @@ class StaticRunner:
     """A network's per-bucket artifacts behind one runner; a call must match a bucket exactly.
 
     ``static_lengths`` maps the sequence dim to the sorted bucket sizes (empty
-    for a network without named dims, which has a single fixed-shape artifact).
+    for a network without named dims, which has a single fixed-shape artifact),
+    and each ``cache`` dim to its one compiled capacity (``cache_sizes``).
     """
 
-    def __init__(self, network: str, backend: str, spec: NetworkSpec, by_size: dict[int | None, NetworkRunner]):
+    def __init__(
+        self, network: str, backend: str, spec: NetworkSpec, by_size: dict[int | None, NetworkRunner],
+        cache_sizes: dict[str, int] | None = None,
+    ):
         self.network = network
         self.backend = backend
         self.spec = spec
         self.dim = sequence_dim(spec)
         self.by_size = by_size
         self.static_lengths = {self.dim: sorted(by_size)} if self.dim else {}
+        self.static_lengths.update({d: [size] for d, size in (cache_sizes or {}).items()})
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._artifact_for(inputs)(inputs)
@@ -81,11 +86,14 @@ class StaticBackend(Backend):
         A network is refused when it has several named dims, when its dim has
         no buckets, when padding could change its outputs (context above 0 or
         unbounded) and it declares no ``mask``/``lengths`` input, or when the
-        largest bucket leaves no room for its context on both sides.
+        largest bucket leaves no room for its context on both sides. A
+        ``cache`` dim is not bucketed: every artifact holds its largest bucket
+        (else its ``max``) of slots, the fixed-size cache of :class:`~ttsstack.addon.StateSpec`.
         """
-        named = sorted({d for t in spec.inputs.values() for _, d in t.named_dims})
+        caches = {d: (dims[d].buckets or [dims[d].max])[-1] for d in spec.cache_dims}
+        named = sorted({d for t in spec.inputs.values() for _, d in t.named_dims} - set(caches))
         if not named:
-            return [{}]
+            return [dict(caches)]
         if len(named) > 1:
             raise BackendError(
                 f"inputs have several named dims ({', '.join(named)}); static backend '{self.name}' "
@@ -120,14 +128,16 @@ class StaticBackend(Backend):
                     f"bounded network cannot run on windows; declare `context: unbounded` if they depend on the "
                     f"whole sequence"
                 )
-        return [{dim: size} for size in sizes]
+        return [{dim: size, **caches} for size in sizes]
 
     def load(self, network: NetworkArtifacts) -> StaticRunner:
         dim = sequence_dim(network.spec)
-        by_size = {}
+        by_size, cache_sizes = {}, {}
         for artifact in network.artifacts:
-            by_size[(artifact.bucket or {}).get(dim)] = self.load_artifact(network.name, network.spec, artifact)
-        return StaticRunner(network.name, self.name, network.spec, by_size)
+            bucket = artifact.bucket or {}
+            by_size[bucket.get(dim)] = self.load_artifact(network.name, network.spec, artifact)
+            cache_sizes.update({d: bucket[d] for d in network.spec.cache_dims if d in bucket})
+        return StaticRunner(network.name, self.name, network.spec, by_size, cache_sizes)
 
     @abstractmethod
     def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact) -> NetworkRunner:

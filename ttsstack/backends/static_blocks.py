@@ -143,11 +143,27 @@ def _crop(
     return cropped
 
 
+def pad_caches(runner: NetworkRunner, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``cache`` states and ``cache_mask`` among ``inputs`` padded with empty slots to the compiled capacity."""
+    spec = runner.spec
+    padded = dict(inputs)
+    for name, state in spec.states.items():
+        if state.cache and name in inputs:
+            capacity = (runner.static_lengths or {})[state.cache][-1]
+            padded[name] = _pad(inputs[name], spec.inputs[name].shape.index(state.cache), capacity)
+            if spec.cache_mask in inputs:
+                padded[spec.cache_mask] = _pad(inputs[spec.cache_mask], 1, capacity)
+    return padded
+
+
 class StaticNetworkBlock(NetworkBlock):
-    """``Network`` on a static-shape backend: whole inputs padded to buckets or windowed (:func:`run_in_buckets`)."""
+    """``Network`` on a static-shape backend: whole inputs padded to buckets or windowed (:func:`run_in_buckets`).
+
+    A step network's ``cache`` states get empty slots up to the compiled capacity (:func:`pad_caches`).
+    """
 
     def call(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return run_in_buckets(self.runner, inputs, self.label)
+        return run_in_buckets(self.runner, pad_caches(self.runner, inputs), self.label)
 
 
 def fit_chunk(requested: int, sizes: list[int], edges: int) -> int:
@@ -203,7 +219,12 @@ class StaticAutoregressiveDecoder(AutoregressiveDecoder):
     binding the padded inputs picks the bucket's artifact for every step.
     Frames equal an unpadded run's when the network keeps padded steps out of
     its outputs through the mask (the demo's attention gives them zero weight).
+    ``cache`` states always have the compiled capacity (the fixed-size cache
+    a static artifact needs; empty slots are masked out by ``cache_mask``).
     """
+
+    def cache_capacity(self, steps: int) -> int:
+        return self.runner.static_lengths[self.cache_dim][-1]
 
     def prepare(self, tensors: Tensors) -> dict[str, torch.Tensor]:
         inputs = {name: tensors[name] for name in self.data_inputs}

@@ -17,6 +17,7 @@ different backends all end up in the manifest.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,13 +87,17 @@ def _copy_sources(addon: Addon, spec: AddonSpec, out: Path) -> tuple[dict[str, s
     for name in spec.networks:
         src = addon.network_file(name)
         dst = Addon(out, spec).resolve(spec.networks[name].file, f"networks.{name}.file")
-        if src != dst:
+        hashes[name] = sha256_file(src)
+        if src != dst and not (dst.is_file() and sha256_file(dst) == hashes[name]):
             dst.parent.mkdir(parents=True, exist_ok=True)
             with staged(dst) as tmp:
                 shutil.copyfile(src, tmp)
-        hashes[name] = sha256_file(dst)
-    write_atomically(out / ADDON_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode())
-    return hashes, sha256_file(out / ADDON_FILE)
+                hashes[name] = sha256_file(tmp)  # what was copied, should the source change meanwhile
+    config = yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()
+    config_path = out / ADDON_FILE
+    if not (config_path.is_file() and config_path.read_bytes() == config):
+        write_atomically(config_path, config)
+    return hashes, hashlib.sha256(config).hexdigest()
 
 
 def _previous(out: Path) -> list[ArtifactEntry]:

@@ -8,7 +8,7 @@ import torch
 
 from ..addon import DimSpec, NetworkSpec
 from ..backends.base import example_inputs
-from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, time_axis, with_length_inputs
+from ..runtime.network import NetworkRunner, sequence_dim, with_length_inputs
 from ..tolerances import Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
@@ -89,15 +89,18 @@ def padded_length(size: int) -> int:
     return max(1, (2 * size) // 3)
 
 
-def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, dim: str, size: int):
-    """Outputs of ``runner`` on real inputs padded to ``size`` (mask zeros, lengths short), cropped, and the reference's.
+def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, bucket: dict[str, int], dim: str):
+    """Outputs of ``runner`` on real inputs padded to the bucket's ``dim`` (mask zeros, lengths short), cropped, and the reference's.
 
     The reference runs on the same inputs unpadded. Only the network's
     ``mask``/``lengths`` inputs tell it which steps are real, so a network
-    that declares one but ignores it differs here.
+    that declares one but ignores it differs here. Other dims of the bucket
+    (a ``cache`` dim) keep their size; an output along another named dim (a
+    vocoder's samples) is cropped in proportion.
     """
+    size = bucket[dim]
     valid = padded_length(size)
-    inputs = example_inputs(spec, {dim: valid}, seed=2)
+    inputs = example_inputs(spec, {**bucket, dim: valid}, seed=2)
     padded = {}
     for name, tensor in inputs.items():
         axis = next((a for a, d in spec.inputs[name].named_dims if d == dim), None)
@@ -112,8 +115,9 @@ def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, dim: str, s
         want, got = reference(inputs), runner(padded)
     cropped = {}
     for name, out in got.items():
-        axis = time_axis(spec.outputs[name], dim)  # a vocoder's samples are cropped by as many per frame
-        cropped[name] = out if axis is None else crop_steps(out, axis, size, 0, valid)
+        named = [(a, d) for a, d in spec.outputs[name].named_dims if d not in bucket or d == dim]
+        axis = named[0][0] if named else None
+        cropped[name] = out if axis is None else out.narrow(axis, 0, valid * out.shape[axis] // size)
     return {dim: valid, f"padded to {dim}": size}, cropped, want
 
 
@@ -134,7 +138,7 @@ def validate_runner(
             runs.append((sizes, runner(inputs), reference(inputs)))
     dim = sequence_dim(spec)
     if bucket and dim in bucket and bucket[dim] > 1:
-        runs.append(_padded_run(spec, runner, reference, dim, bucket[dim]))
+        runs.append(_padded_run(spec, runner, reference, bucket, dim))
     mismatches = [
         mismatch
         for sizes, got, want in runs

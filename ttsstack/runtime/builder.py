@@ -68,11 +68,16 @@ class BuildContext:
 
 
 def initial_wiring(spec: AddonSpec) -> Wiring:
-    """The tensors that exist before any block runs: the frontend's ``tokens`` and the call's ``speed``."""
-    return Wiring({
+    """The tensors that exist before any block runs: the frontend's ``tokens``, the call's ``speed``
+    and, when the addon declares ``speaker:``, the call's speaker embedding."""
+    tensors = {
         FRONTEND_OUTPUT: TensorInfo.of(TensorSpec(shape=[1, "T_text"], dtype="int64"), "frontend"),
         SPEED: TensorInfo.of(TensorSpec(shape=[1], dtype="float32"), "the call (Voice.stream speed=)"),
-    })
+    }
+    if spec.speaker is not None:
+        embedding = TensorSpec(shape=[1, spec.speaker.dim], dtype="float32")
+        tensors[spec.speaker.input] = TensorInfo.of(embedding, "the call (Voice.stream speaker=)")
+    return Wiring(tensors)
 
 
 def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str, Any]:

@@ -5,13 +5,30 @@ encoders read. Text is first split into sentences (then clauses, then words,
 then hard cuts) so that no piece exceeds the largest ``T_text`` the networks
 accept; each piece is synthesized in turn, which also bounds memory for long
 texts and lets the first audio arrive after the first sentence only.
+
+Before that, :meth:`Frontend.review` decides the fate of every character, so
+nothing after a bad character is lost and nothing is dropped silently:
+
+- whitespace of any kind (tabs, newlines, no-break spaces) becomes a space;
+- control characters (NUL, ESC, DEL, C1 controls) and invalid code points
+  (lone surrogates, noncharacters such as U+FFFE) are removed;
+- characters the frontend cannot speak follow its own documented policy
+  (:attr:`Frontend.policy`): ``characters`` skips anything outside its symbol
+  table (digits, emoji, other scripts); ``phonemes`` lets espeak-ng read out
+  whatever its voice knows (digits as numbers, emoji and CJK by name).
+
+Every removed or skipped character is reported with its position in the
+input: in the :class:`ReviewedText` (the server puts it in response headers)
+and as one :class:`TextWarning` per synthesis call.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
@@ -27,13 +44,63 @@ class FrontendError(ValueError):
     """Text that cannot be turned into tokens (empty, or nothing the frontend knows)."""
 
 
+class TextWarning(UserWarning):
+    """Characters of the input were removed or skipped; the message names each one and its position."""
+
+
+@dataclass(frozen=True)
+class SkippedCharacter:
+    """One character of the input that is not spoken: which, its index in the input, and why."""
+
+    char: str
+    position: int
+    reason: str
+
+    def describe(self) -> str:
+        """``U+0000 at 3 (control character)``: ASCII only, fit for an HTTP header."""
+        return f"U+{ord(self.char):04X} at {self.position} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class ReviewedText:
+    """The text a frontend will speak (removed characters gone, whitespace made spaces) and what it skips."""
+
+    text: str
+    skipped: tuple[SkippedCharacter, ...]
+
+    def summary(self, limit: int = 20) -> str:
+        """The skipped characters, described, the first ``limit`` of them (then how many more)."""
+        described = [s.describe() for s in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            described.append(f"and {len(self.skipped) - limit} more")
+        return ", ".join(described)
+
+
+CONTROL = "control character"
+INVALID = "invalid code point"
+
+
+def _removed_reason(char: str) -> str | None:
+    """Why ``char`` is removed from any text (a control character or an invalid code point), else None."""
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return CONTROL
+    code = ord(char)
+    if category == "Cs" or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
+        return INVALID
+    return None
+
+
 class Frontend(ABC):
     """Base class: subclasses turn one piece of text into token ids.
 
+    ``policy`` says, in words, what the frontend does with characters it
+    cannot speak; :meth:`unspeakable` applies it to one character.
     ``boundary_ids`` are the token ids after which a piece may be cut
     (spaces, punctuation): see :func:`split_tokens`.
     """
 
+    policy = "characters it cannot speak are skipped"
     boundary_ids: frozenset[int] = frozenset()
 
     def __init__(self, config: dict[str, Any]):
@@ -43,24 +110,50 @@ class Frontend(ABC):
     def encode(self, text: str) -> list[int]:
         """Token ids for one piece of text (may be empty when nothing is known)."""
 
+    def unspeakable(self, char: str) -> str | None:
+        """Why this frontend skips ``char`` (a reason for the report), or None when it speaks it."""
+        return None
+
+    def review(self, text: str) -> ReviewedText:
+        """What of ``text`` is spoken: control characters and invalid code points removed, whitespace
+        made plain spaces, and every removed or skipped character listed with its position."""
+        kept: list[str] = []
+        skipped: list[SkippedCharacter] = []
+        for position, char in enumerate(text):
+            if char.isspace():
+                kept.append(" ")
+                continue
+            reason = _removed_reason(char)
+            if reason is None:
+                kept.append(char)
+                reason = self.unspeakable(char)
+            if reason is not None:
+                skipped.append(SkippedCharacter(char, position, reason))
+        return ReviewedText("".join(kept), tuple(skipped))
+
     def pieces(self, text: str, max_tokens: int, pack: bool = False) -> Iterator[torch.Tensor]:
         """Split ``text`` and yield ``[1, T]`` int64 token tensors, ``1 <= T <= max_tokens``.
 
         One piece per sentence, or with ``pack`` as many whole sentences per
         piece as fit (fewer, longer network calls; later first audio).
-        Raises :class:`FrontendError` when the text is empty or yields no token.
+        Characters are reviewed first (:meth:`review`); removed or skipped ones
+        are reported in one :class:`TextWarning`. Raises :class:`FrontendError`
+        when the text is empty or yields no token.
         """
         if not isinstance(text, str) or not text.strip():
             raise FrontendError("text is empty: nothing to synthesize")
+        reviewed = self.review(text)
+        if reviewed.skipped:
+            warnings.warn(TextWarning(f"frontend: not spoken: {reviewed.summary()}"), stacklevel=3)
         produced = False
-        sentences = split_text(text.strip(), max_chars=max_tokens)
+        sentences = split_text(reviewed.text.strip(), max_chars=max_tokens)
         for sentence in pack_sentences(sentences, max_tokens) if pack else sentences:
             ids = self.encode(sentence)
             for start in range(0, len(ids), max_tokens):
                 produced = True
                 yield torch.tensor([ids[start : start + max_tokens]], dtype=torch.int64)
         if not produced:
-            raise FrontendError(f"text has no character the frontend knows: {text[:80]!r}")
+            raise FrontendError(f"text has no character the frontend can speak: {text[:80]!r} ({self.policy})")
 
 
 def boundaries_of(ids: dict[str, int]) -> frozenset[int]:
@@ -139,13 +232,17 @@ def _fit(text: str, max_chars: int, separators: tuple[re.Pattern[str], ...]) -> 
 
 @FRONTENDS.register("characters")
 class CharactersFrontend(Frontend):
-    """Lower-cased characters looked up in the ``symbols`` string; unknown ones dropped.
+    """Lower-cased characters looked up in the ``symbols`` string; characters not in it are skipped.
 
     Config: ``symbols`` (the table; a character's id is its index), optional
     ``pad`` (a symbol that is never produced from text), optional ``bos``/``eos``
     symbols added around every piece when given. Characters not in the table
-    are dropped with one warning per new character.
+    (digits, emoji, other scripts, often punctuation) are skipped, never
+    replaced by something else, and reported (:meth:`Frontend.review`): write
+    numbers as words for this frontend.
     """
+
+    policy = "characters not in its symbol table (digits, emoji, other scripts) are skipped"
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -161,16 +258,14 @@ class CharactersFrontend(Frontend):
         self.boundary_ids = boundaries_of(self.ids)
         self.bos = [symbols.index(config["bos"])] if config.get("bos") else []
         self.eos = [symbols.index(config["eos"])] if config.get("eos") else []
-        self._warned: set[str] = set()
+
+    def unspeakable(self, char: str) -> str | None:
+        """``not in the symbol table`` when ``char``, lower-cased, is not in ``symbols``."""
+        return None if all(c in self.ids for c in char.lower()) else "not in the symbol table"
 
     def encode(self, text: str) -> list[int]:
-        """Ids of the known characters of ``text``, lower-cased."""
-        text = text.lower()
-        unknown = sorted({ch for ch in text if ch not in self.ids} - self._warned)
-        if unknown:
-            self._warned.update(unknown)
-            warnings.warn(f"frontend: dropping characters not in the symbol table: {''.join(unknown)!r}", stacklevel=3)
-        ids = [self.ids[ch] for ch in text if ch in self.ids]
+        """Ids of the known characters of ``text``, lower-cased (others skipped; :meth:`review` reports them)."""
+        ids = [self.ids[ch] for ch in text.lower() if ch in self.ids]
         return self.bos + ids + self.eos if ids else []
 
 
@@ -187,8 +282,12 @@ class PhonemesFrontend(Frontend):
     produced), ``voice`` (espeak-ng voice, default ``en-us``), and optionally
     ``espeak_version``, the version the table was made with: a different
     installed espeak-ng gets a warning, since its phoneme names may differ.
-    Phonemes not in the table are dropped with one warning per new phoneme.
+    Characters are read out as espeak-ng's voice reads them (digits as numbers,
+    emoji and CJK by their names, other scripts by its letter rules); phonemes
+    it produces that are not in the table are dropped with one warning per new phoneme.
     """
+
+    policy = "espeak-ng reads out every character its voice knows (digits as numbers, emoji and CJK by name)"
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)

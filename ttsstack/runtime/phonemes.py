@@ -232,6 +232,9 @@ def _speak(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[str
     """espeak-ng's int16 audio of ``text``, its phoneme events and its sample rate."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: nothing to phonemize")
+    for position, char in enumerate(text):  # espeak-ng stops at a NUL; UTF-8 has no lone surrogates
+        if char == "\x00" or 0xD800 <= ord(char) <= 0xDFFF:
+            raise ValueError(f"text has U+{ord(char):04X} at {position}, which espeak-ng cannot read; remove it")
     with _lock:
         engine = _get_engine()
         pcm, events = engine.synthesize(text, voice, rate)

@@ -15,6 +15,13 @@ from .blocks.base import Block, PieceTooLong
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
 from .network import NetworkRunner
+from .speakers import SpeakerChoice, speaker_tensors
+
+
+WHOLE_TEXT_MAX_CHARS = 10_000
+"""Longest text the whole-result calls (:meth:`Voice.synthesize`, :meth:`Voice.synthesize_audio`) take by
+default: their result grows with the text (about 15 MB of float audio and twice that at the peak per 1,000
+characters at 22,050 Hz), while :meth:`Voice.stream_audio` holds one chunk whatever the length."""
 
 
 class Voice:
@@ -27,7 +34,9 @@ class Voice:
     vocoder (the addon's vocoder network, else Griffin-Lim) has them. Text is synthesized sentence by sentence,
     one continuous stream. Per-call settings are arguments of each call
     (``speed``: speaking rate, 2.0 is twice as fast; durations are divided by
-    it); load-time ones are in :class:`RuntimeOptions`. A Voice holds no
+    it; ``speaker``: for addons that declare ``speaker:``, a voice name of the
+    addon or an embedding, see :func:`~ttsstack.runtime.speakers.speaker_tensors`);
+    load-time ones are in :class:`RuntimeOptions`. A Voice holds no
     per-utterance state: several threads may stream from one Voice at once.
     """
 
@@ -62,7 +71,7 @@ class Voice:
         """
         tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
         with torch.inference_mode():
-            stream = self.root.stream({"tokens": tokens, **_call_controls(1.0)}, None)
+            stream = self.root.stream({"tokens": tokens, **self._call_controls(1.0, None)}, None)
             first = next(stream, None)
             stream.close()
         if first is not None:
@@ -70,9 +79,13 @@ class Voice:
             next(audio, None)
             audio.close()
 
+    def _call_controls(self, speed: float, speaker: SpeakerChoice) -> dict[str, torch.Tensor]:
+        """The per-call tensors every utterance starts with besides ``tokens``."""
+        return {**_call_controls(speed), **speaker_tensors(self.spec.speaker, speaker)}
+
     @torch.inference_mode()
-    def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
-        controls = _call_controls(speed)
+    def _mel_tensors(self, text: str, speed: float, speaker: SpeakerChoice = None) -> Iterator[torch.Tensor]:
+        controls = self._call_controls(speed, speaker)
         for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
             yield from self._piece(tokens, controls)
 
@@ -98,23 +111,37 @@ class Voice:
             for part in parts:
                 yield from self._piece(part, controls)
 
-    def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+    def stream(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
         """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded."""
-        for chunk in self._mel_tensors(text, speed):
+        for chunk in self._mel_tensors(text, speed, speaker):
             yield chunk[0].numpy()
 
-    def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """The whole frames ``[frames, C]`` (mel or latents): the concatenation of :meth:`stream`."""
-        chunks = list(self.stream(text, speed))
+    def synthesize(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS
+    ) -> np.ndarray:
+        """The whole frames ``[frames, C]`` (mel or latents): the concatenation of :meth:`stream`.
+
+        Text longer than ``max_chars`` is a ``ValueError`` (``None``: no limit); stream long text.
+        """
+        _check_whole_length(text, max_chars)
+        chunks = list(self.stream(text, speed, speaker))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.channels), np.float32)
 
-    def stream_audio(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+    def stream_audio(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
         """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
-        yield from self.vocoder.stream(self.stream(text, speed))
+        yield from self.vocoder.stream(self.stream(text, speed, speaker))
 
-    def synthesize_audio(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """The whole waveform: the concatenation of :meth:`stream_audio`."""
-        chunks = list(self.stream_audio(text, speed))
+    def synthesize_audio(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS
+    ) -> np.ndarray:
+        """The whole waveform: the concatenation of :meth:`stream_audio`.
+
+        Its memory grows with the text, so text longer than ``max_chars`` is a
+        ``ValueError`` naming :meth:`stream_audio`, which holds one chunk at a
+        time (``max_chars=None`` lifts the limit).
+        """
+        _check_whole_length(text, max_chars)
+        chunks = list(self.stream_audio(text, speed, speaker))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     def synthesize_timed(self, text: str, speed: float = 1.0) -> "TimedSynthesis":
@@ -189,6 +216,15 @@ class TimedSynthesis:
     first_mel_s: float
     first_audio_s: float
     total_s: float
+
+
+def _check_whole_length(text: str, max_chars: int | None) -> None:
+    """``ValueError`` when a whole-result call gets text over ``max_chars`` characters."""
+    if max_chars is not None and isinstance(text, str) and len(text) > max_chars:
+        raise ValueError(
+            f"text is {len(text)} characters long, over the whole-result limit of {max_chars}: "
+            f"iterate Voice.stream_audio(text) (one chunk in memory at a time), or pass max_chars=None"
+        )
 
 
 def _call_controls(speed: float) -> dict[str, torch.Tensor]:

@@ -1,9 +1,12 @@
 """The HTTP server: OpenAI-compatible speech streamed from several addons in one process.
 
-``create_app(voices, limits)`` builds the FastAPI application around loaded
-:class:`~ttsstack.runtime.Voice` objects (one per addon, each on its own
-backend); ``ttsstack serve`` loads them and runs it on uvicorn. Endpoints:
-``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``.
+``create_app(voices, limits, api_key)`` builds the FastAPI application around
+loaded :class:`~ttsstack.runtime.Voice` objects (one per addon, each on its own
+backend); ``ttsstack serve`` loads them and runs it on uvicorn with
+:func:`~ttsstack.serve.server.server_config` (ttsstack's protocol, which adds
+header and send timeouts, and uvicorn's own limits). Endpoints:
+``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz`` (liveness),
+``GET /readyz`` (readiness: every addon warmed up), ``GET /metrics``.
 
 The configuration names (:class:`Limits`, :class:`AddonSource`, ...) import
 without the server's dependencies, so the CLI can describe them where the

@@ -3,48 +3,71 @@
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Sequence
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from .. import __version__
 from ..runtime import Voice
+from ..runtime.frontend import ReviewedText
 from .concurrency import QueueFull
 from .config import Limits
-from .errors import ApiError, api_error_handler, validation_error_handler
+from .errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from .metrics import CONTENT_TYPE, ServerMetrics
-from .middleware import BodySizeLimit, CountSpeechRequests
+from .middleware import BodySizeLimit, CountSpeechRequests, RequireApiKey
 from .models import ServedModel, served_models
+from .readiness import Readiness
 from .schemas import SpeechRequest
 from .stream import SpeechStream
 
 SPEECH_PATH = "/v1/audio/speech"
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+"""Liveness and readiness: open without the API key."""
 
 
-def create_app(voices: Sequence[Voice], limits: Limits | None = None) -> FastAPI:
+def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: str | None = None) -> FastAPI:
     """The server application for loaded voices, each served under its addon's name.
 
     Two voices with one addon name are a ``ValueError``. ``limits`` bounds
-    concurrency, queueing and request sizes (see :class:`Limits`).
+    concurrency, queueing and request sizes (see :class:`Limits`). With
+    ``api_key``, every endpoint but the probes needs ``Authorization: Bearer
+    <api_key>``. At startup (the ASGI lifespan) each voice is warmed up in a
+    worker thread; ``GET /readyz`` answers ``200`` once all are.
     """
     limits = limits or Limits()
     models = served_models(voices, limits)
     metrics = ServerMetrics({name: m.gate for name, m in models.items()})
-    app = FastAPI(title="ttsstack", version=__version__, docs_url=None, redoc_url=None)
+    readiness = Readiness(list(models))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as group:
+            group.start_soon(readiness.warm_up, {name: m.voice for name, m in models.items()})
+            yield
+            group.cancel_scope.cancel()
+
+    app = FastAPI(title="ttsstack", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    if api_key:
+        app.add_middleware(RequireApiKey, key=api_key, open_paths=PROBE_PATHS)
     app.add_middleware(CountSpeechRequests, metrics=metrics, path=SPEECH_PATH)
 
     @app.post(SPEECH_PATH)
     async def speech(body: SpeechRequest, request: Request) -> Response:
-        """Stream the speech of ``input`` (OpenAI ``audio.speech`` body)."""
+        """Speak ``input`` (OpenAI ``audio.speech`` body): streamed, or whole with ``stream: false``."""
         arrived = time.perf_counter()
         model = _model(models, body.model)
         request.state.model = model.name
-        _check_input(body.input, limits)
+        text = _check_input(body.input, model, limits)
         try:
             ticket = model.gate.reserve()
         except QueueFull as exc:
@@ -52,7 +75,7 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None) -> FastAPI
                 429, f"model '{model.name}' is busy: {exc}; retry later", "model", "rate_limited",
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
-        return SpeechStream(model, ticket, body.input, body.speed, body.response_format, metrics, arrived)
+        return SpeechStream(model, ticket, text, body.speed, body.response_format, body.stream, metrics, arrived)
 
     @app.get("/v1/models")
     async def list_models() -> dict:
@@ -63,6 +86,14 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None) -> FastAPI
     async def healthz() -> dict:
         """Liveness: the server answers and which models it serves."""
         return {"status": "ok", "models": list(models)}
+
+    @app.get("/readyz")
+    async def readyz() -> dict:
+        """Readiness: ``200`` once every addon has loaded and warmed up, ``503`` naming the others before."""
+        if not readiness.ready:
+            raise ApiError(503, f"not ready: {readiness.describe()}", None, "not_ready",
+                           headers={"Retry-After": str(limits.retry_after_s)})
+        return {"status": "ready", "models": list(models)}
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -83,12 +114,19 @@ def _model(models: dict[str, ServedModel], name: str) -> ServedModel:
         ) from None
 
 
-def _check_input(text: str, limits: Limits) -> None:
-    """``400`` for text with nothing to say, ``413`` for text over the limit."""
-    if not text.strip():
-        raise ApiError(400, "input: is empty; give the text to speak", "input", "empty_input")
+def _check_input(text: str, model: ServedModel, limits: Limits) -> ReviewedText:
+    """The input as the model's frontend will speak it; ``400`` when nothing is left to say, ``413`` when too long."""
     if len(text) > limits.max_input_chars:
         raise ApiError(
             413, f"input: is {len(text)} characters long, over the limit of {limits.max_input_chars}",
             "input", "input_too_long",
         )
+    if not text.strip():
+        raise ApiError(400, "input: is empty; give the text to speak", "input", "empty_input")
+    reviewed = model.voice.frontend.review(text)
+    if len(reviewed.skipped) == sum(not char.isspace() for char in text):
+        raise ApiError(
+            400, f"input: has nothing {model.name} can speak; not spoken: {reviewed.summary()} "
+                 f"({model.voice.frontend.policy})", "input", "invalid_input",
+        )
+    return reviewed

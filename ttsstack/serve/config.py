@@ -12,13 +12,33 @@ from ..runtime.registry import BACKENDS
 class Limits:
     """Per-server limits; the concurrency ones apply to each addon separately.
 
+    What one synthesis may hold:
+
     - ``max_concurrent``: syntheses of one addon running at once (each holds a
       worker thread while it computes a chunk).
     - ``max_queue``: requests of one addon waiting for a free synthesis slot;
       a request beyond ``max_concurrent + max_queue`` gets ``429`` with
       ``Retry-After: retry_after_s``.
     - ``max_input_chars``: longest ``input`` text (longer is ``413``).
+    - ``send_timeout_s``: a response whose sends have been blocked this long
+      (the client reads nothing) is cut: its connection is aborted, its stream
+      cancelled (counted as ``stalled``) and its slot freed.
+
+    What one connection may hold while it sends its request (enforced by
+    ttsstack's own uvicorn protocol, :mod:`ttsstack.serve.protocol`, except where noted):
+
+    - ``header_timeout_s``: from connecting (or the end of the previous
+      response) to the end of the request headers; then the connection is closed.
+    - ``max_header_bytes``: request line and headers buffered while they are
+      incomplete (uvicorn's ``h11_max_incomplete_event_size``; over it is ``400``).
+    - ``body_timeout_s``: to receive the whole body once the headers are in (over it is ``408``).
     - ``max_body_bytes``: largest request body (larger is ``413``, before it is parsed).
+    - ``keep_alive_s``: an idle keep-alive connection is closed after this
+      (uvicorn's ``timeout_keep_alive``).
+    - ``max_connections``: open connections plus running requests; a request
+      beyond it is ``503`` (uvicorn's ``limit_concurrency``).
+    - ``shutdown_grace_s``: on SIGTERM, how long running streams may take to
+      finish before they are cancelled (uvicorn's ``timeout_graceful_shutdown``).
     """
 
     max_concurrent: int = 2
@@ -26,13 +46,26 @@ class Limits:
     max_input_chars: int = 4096
     max_body_bytes: int = 64 * 1024
     retry_after_s: int = 1
+    send_timeout_s: float = 15.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    keep_alive_s: float = 5.0
+    max_connections: int = 512
+    shutdown_grace_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_concurrent", "max_input_chars", "max_body_bytes", "retry_after_s"):
+        for name in ("max_concurrent", "max_input_chars", "max_body_bytes", "retry_after_s",
+                     "max_header_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("send_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.max_queue < 0:
             raise ValueError(f"max_queue must be >= 0, got {self.max_queue}")
+        if self.shutdown_grace_s < 0:
+            raise ValueError(f"shutdown_grace_s must be >= 0 seconds, got {self.shutdown_grace_s}")
 
 
 @dataclass(frozen=True)

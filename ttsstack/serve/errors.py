@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -49,12 +50,35 @@ async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
     return exc.response()
 
 
+async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    """The framework's own errors (``404`` no such path, ``405`` wrong method) in the same JSON shape."""
+    if exc.status_code == 404:
+        message, code = f"no endpoint {request.url.path}; see GET /v1/models and POST /v1/audio/speech", "not_found"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("allow", "")
+        message, code = f"method {request.method} is not allowed on {request.url.path}; allowed: {allowed}", "method_not_allowed"
+    else:
+        message, code = str(exc.detail), None
+    return error_response(exc.status_code, message, None, code, dict(exc.headers or {}))
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type, parameters (``; charset=utf-8``) aside."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     """A request body that does not fit the schema: ``422`` naming the first field at fault.
 
     The message lists every problem (``field: what is wrong``); a body that
-    is not JSON at all names ``body``.
+    is not JSON at all names ``body``. A body sent with a content type that is
+    not JSON (curl's ``-d`` sends a form type) is ``415`` naming that type.
     """
+    content_type = request.headers.get("content-type")
+    if content_type and not _is_json(content_type):
+        message = f"Content-Type '{content_type}' is not JSON: send the body as application/json"
+        return error_response(415, message, "content-type", "unsupported_media_type")
     problems = []
     for err in jsonable_encoder(exc.errors()):
         if err.get("type") == "json_invalid":  # its loc is a character offset, not a field

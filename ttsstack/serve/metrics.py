@@ -2,9 +2,12 @@
 
 - ``ttsstack_requests_total{model, status}``: speech requests by the HTTP status
   they were answered with (``model`` is empty when the request named no loaded one).
+- ``ttsstack_requests_total{model, status}`` counts a request dropped before
+  any answer (its client hung up while it was queued) as status ``499``.
 - ``ttsstack_streams_total{model, outcome}``: audio streams that ``completed``,
-  were ``cancelled`` by the client hanging up (counted as soon as it is seen)
-  or ``failed`` inside the synthesis.
+  were ``cancelled`` by the client hanging up (counted as soon as it is seen),
+  were ``stalled`` (cut off after the client read nothing for the send
+  timeout) or ``failed`` inside the synthesis.
 - ``ttsstack_time_to_first_audio_seconds{model}``: from the request reaching
   the route (queue wait included) to its first audio chunk being ready.
 - ``ttsstack_real_time_factor{model}``: seconds of audio per second of
@@ -40,7 +43,7 @@ class ServerMetrics:
             "ttsstack_requests", "Speech requests by answered HTTP status.", ["model", "status"], registry=self.registry
         )
         self.streams = Counter(
-            "ttsstack_streams", "Audio streams by outcome: completed, cancelled, failed.", ["model", "outcome"],
+            "ttsstack_streams", "Audio streams by outcome: completed, cancelled, stalled, failed.", ["model", "outcome"],
             registry=self.registry,
         )
         self.time_to_first_audio = Histogram(

@@ -17,6 +17,13 @@ Errors found before the first chunk (text with nothing to say, a failing
 network) are JSON errors with a status; an error after audio has started
 ends that stream by closing its connection without the final chunk, which
 HTTP clients report as an incomplete body. Either way the server goes on.
+
+With ``stream: false`` the same chunks are gathered (the input limit bounds
+them: 4,096 characters are about 12 MB of PCM16 at 22,050 Hz) and sent as one body with
+``Content-Length``; a ``wav`` then carries its true sizes, and an error at
+any point is a JSON error. A client that reads nothing for the server's send
+timeout is cut off by the protocol (:mod:`ttsstack.serve.protocol`); the
+stream then stops like a hang-up and is counted as ``stalled``.
 """
 
 from __future__ import annotations
@@ -30,11 +37,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..audio import float_to_pcm16, wav_header
-from ..runtime.frontend import FrontendError
+from ..runtime.frontend import FrontendError, ReviewedText
 from .concurrency import Ticket
 from .errors import error_response
 from .metrics import ServerMetrics
 from .models import ServedModel
+from .protocol import SEND_STALLED
 
 log = logging.getLogger("ttsstack.serve")
 
@@ -42,8 +50,10 @@ MEDIA_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm"}
 
 
 class SpeechStream(Response):
-    """ASGI response: waits for a synthesis slot, then streams the audio of ``text``.
+    """ASGI response: waits for a synthesis slot, then sends the audio of ``text``, streamed or whole.
 
+    ``text`` is the reviewed input (:meth:`~ttsstack.runtime.frontend.Frontend.review`):
+    its skipped characters go in the ``X-Skipped-Characters`` header.
     ``arrived`` is when the request reached the route (``time.perf_counter``),
     the start of its time to first audio.
     """
@@ -52,9 +62,10 @@ class SpeechStream(Response):
         self,
         model: ServedModel,
         ticket: Ticket,
-        text: str,
+        text: ReviewedText,
         speed: float,
         audio_format: str,
+        stream: bool,
         metrics: ServerMetrics,
         arrived: float,
     ):
@@ -64,30 +75,35 @@ class SpeechStream(Response):
         self.text = text
         self.speed = speed
         self.audio_format = audio_format
+        self.stream = stream
         self.metrics = metrics
         self.arrived = arrived
         self._finished = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:
-            group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
+            group.start_soon(self._watch_disconnect, scope, receive, group.cancel_scope)
             async with self.ticket.slot():
                 await self._synthesize(scope, send)
             self._finished = True
             group.cancel_scope.cancel()
 
-    async def _watch_disconnect(self, receive: Receive, cancel_scope: anyio.CancelScope) -> None:
-        """Cancel the stream when the client hangs up before it has finished."""
+    async def _watch_disconnect(self, scope: Scope, receive: Receive, cancel_scope: anyio.CancelScope) -> None:
+        """Cancel the stream when the client hangs up (or is cut off for reading nothing) before it has finished."""
         while (await receive())["type"] != "http.disconnect":
             pass
         if not self._finished:
-            self.metrics.streams.labels(self.model.name, "cancelled").inc()
-            log.info("%s: client disconnected, synthesis stopped", self.model.name)
+            stalled = SEND_STALLED in scope.get("extensions", {})
+            self.metrics.streams.labels(self.model.name, "stalled" if stalled else "cancelled").inc()
+            if stalled:
+                log.warning("%s: client read nothing for %ss, synthesis stopped", self.model.name, scope["extensions"][SEND_STALLED])
+            else:
+                log.info("%s: client disconnected, synthesis stopped", self.model.name)
             cancel_scope.cancel()
 
     async def _synthesize(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
-        audio = self.model.voice.stream_audio(self.text, self.speed)
+        audio = self.model.voice.stream_audio(self.text.text, self.speed)
         try:
             await self._send_audio(audio, scope, send, started)
         finally:
@@ -110,12 +126,12 @@ class SpeechStream(Response):
             await self._send_error(scope, send, 400, f"input: {exc}", "input", "invalid_input")
             return
         except Exception as exc:
-            log.exception("%s: synthesis failed before the first chunk", name)
-            self.metrics.streams.labels(name, "failed").inc()
-            message = f"synthesis failed: {type(exc).__name__}: {exc}"
-            await self._send_error(scope, send, 500, message, None, "synthesis_failed")
+            await self._fail_before_audio(scope, send, exc)
             return
         self.metrics.time_to_first_audio.labels(name).observe(time.perf_counter() - self.arrived)
+        if not self.stream:
+            await self._send_whole(pcm, next_pcm, scope, send, started)
+            return
         await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
         if self.audio_format == "wav":
             await send({"type": "http.response.body", "body": wav_header(self.model.voice.sample_rate, None), "more_body": True})
@@ -132,6 +148,37 @@ class SpeechStream(Response):
             return
         self._finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._completed(samples, started)
+
+    async def _send_whole(self, pcm: bytes | None, next_pcm, scope: Scope, send: Send, started: float) -> None:
+        """Gather every chunk, then send one body with ``Content-Length`` (a WAV with its true sizes)."""
+        pieces: list[bytes] = []
+        try:
+            while pcm is not None:
+                pieces.append(pcm)
+                pcm = await self.model.gate.run_sync(next_pcm)
+        except Exception as exc:
+            await self._fail_before_audio(scope, send, exc)
+            return
+        samples = sum(len(p) for p in pieces) // 2
+        if self.audio_format == "wav":
+            pieces.insert(0, wav_header(self.model.voice.sample_rate, samples))
+        body = b"".join(pieces)
+        headers = self._headers() + [(b"content-length", str(len(body)).encode())]
+        self._finished = True
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        self._completed(samples, started)
+
+    async def _fail_before_audio(self, scope: Scope, send: Send, exc: Exception) -> None:
+        """A synthesis that failed before any audio was sent: ``500`` with a JSON error."""
+        log.error("%s: synthesis failed before audio was sent", self.model.name, exc_info=exc)
+        self.metrics.streams.labels(self.model.name, "failed").inc()
+        message = f"synthesis failed: {type(exc).__name__}: {exc}"
+        await self._send_error(scope, send, 500, message, None, "synthesis_failed")
+
+    def _completed(self, samples: int, started: float) -> None:
+        name = self.model.name
         self.metrics.streams.labels(name, "completed").inc()
         elapsed = time.perf_counter() - started
         if samples and elapsed > 0:
@@ -145,6 +192,8 @@ class SpeechStream(Response):
             "x-sample-format": "s16le",
             "x-channels": "1",
         }
+        if self.text.skipped:
+            headers["x-skipped-characters"] = self.text.summary()
         return [(k.encode(), v.encode()) for k, v in headers.items()]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -40,9 +41,26 @@ class AutoregressiveDecoder(StreamableBlock):
     a state (``previous_frame: {output: frame}``). Each call's ``frame`` output
     joins the stream, which is yielded in chunks as frames are made.
 
-    Decoding stops after the step whose ``sigmoid(stop) > threshold``, or after
-    ``max_decoder_steps`` steps with a :class:`DecoderCapWarning`, so a
-    decoder that never stops still ends. Nothing may stream into this block;
+    A step may make several frames (``frame`` ``[1, r, channels]``: SpeechT5's
+    reduction factor); the network itself picks the frame it feeds back.
+    Decoding stops by ``stop_rule``: ``sigmoid`` (one stop logit, stop after
+    the step whose ``sigmoid(stop) > threshold``: Tacotron 2) or
+    ``sigmoid_sum`` (one logit per frame of the step, stop when the sum of
+    their sigmoids ``>= threshold``: SpeechT5's ``generate_speech``). As in
+    SpeechT5, ``min_length_ratio``/``max_length_ratio`` bound the steps by the
+    text: never stop before ``int(T * min_length_ratio / r)`` steps, always
+    after ``int(T * max_length_ratio / r)`` (``T`` the true length of the
+    data inputs' sequence dim, at least one step). Past ``max_decoder_steps``
+    steps (or a ``cache`` state's capacity) the piece is cut with a
+    :class:`DecoderCapWarning`, so a decoder that never stops still ends.
+
+    ``cache`` states (``addon.yaml``: ``states: {past_keys: {output:
+    step_keys, cache: T_cache}}``) are key/value caches: the block allocates
+    their slots once per utterance (:meth:`cache_capacity`: here the steps the
+    utterance may take, up to the dim's ``max``; static backends use their
+    compiled size), writes each call's entry into slot ``position``, fills the
+    network's ``position`` input with the call's index and its ``cache_mask``
+    input with 1 for the filled slots. Nothing may stream into this block;
     it makes its own stream (named ``frames``), which the next block of a
     ``StreamableStack`` (e.g. ``Postnet``) consumes.
 
@@ -62,6 +80,9 @@ class AutoregressiveDecoder(StreamableBlock):
         frames: str = "frames"
         threshold: float = Field(0.5, ge=0.0, le=1.0)
         max_decoder_steps: int = Field(1000, ge=1)
+        stop_rule: Literal["sigmoid", "sigmoid_sum"] = "sigmoid"
+        min_length_ratio: float = Field(0.0, ge=0.0)
+        max_length_ratio: float | None = Field(None, gt=0.0)
 
     def __init__(self, config, ctx, path):
         super().__init__(config, ctx, path)
@@ -75,18 +96,30 @@ class AutoregressiveDecoder(StreamableBlock):
                 raise StackError(
                     f"{path}.{field}: network '{self.network}' has no output '{name}'; it has {', '.join(outputs)}"
                 )
-        if len(outputs[config.frame].shape) != 3:
-            raise StackError(f"{path}.frame: output '{config.frame}' must be [1, frames, channels], got {outputs[config.frame].shape}")
-        if any(d != 1 for d in outputs[config.stop].shape):
-            raise StackError(f"{path}.stop: output '{config.stop}' must hold one logit, got shape {outputs[config.stop].shape}")
+        frame_shape, stop_shape = outputs[config.frame].shape, outputs[config.stop].shape
+        if len(frame_shape) != 3 or not isinstance(frame_shape[1], int):
+            raise StackError(f"{path}.frame: output '{config.frame}' must be [1, frames, channels] with a fixed number of frames, got {frame_shape}")
+        self.frames_per_step = frame_shape[1]
+        if config.stop_rule == "sigmoid" and any(d != 1 for d in stop_shape):
+            raise StackError(f"{path}.stop: output '{config.stop}' must hold one logit (stop_rule sigmoid), got shape {stop_shape}")
+        if config.stop_rule == "sigmoid_sum" and not all(isinstance(d, int) for d in stop_shape):
+            raise StackError(f"{path}.stop: output '{config.stop}' must have a fixed shape (one logit per frame), got {stop_shape}")
         self.data_inputs = list(self.spec.data_inputs)
-        self.states = {name: state.output for name, state in self.spec.states.items()}
+        self.states = {name: state.output for name, state in self.spec.states.items() if state.cache is None}
+        self.caches = {
+            name: (state.output, self.spec.inputs[name].shape.index(state.cache))
+            for name, state in self.spec.states.items() if state.cache is not None
+        }
+        self.cache_dim = next(iter(self.spec.cache_dims), None)
+        if len(self.spec.cache_dims) > 1:
+            raise StackError(f"{path}: network '{self.network}' has cache states along several dims ({', '.join(sorted(self.spec.cache_dims))}); one is supported")
+        self.cache_max = ctx.spec.dims[self.cache_dim].max if self.cache_dim else None
         self._check_state_dims(path)
         self.stop_logit = _logit(config.threshold)
 
     def _check_state_dims(self, path: str) -> None:
-        known = {d for name in self.data_inputs for _, d in self.spec.inputs[name].named_dims}
-        for name in self.states:
+        known = {d for name in self.data_inputs for _, d in self.spec.inputs[name].named_dims} | self.spec.cache_dims
+        for name in self.spec.states:
             for axis, dim in self.spec.inputs[name].named_dims:
                 if dim not in known:
                     raise StackError(
@@ -96,7 +129,8 @@ class AutoregressiveDecoder(StreamableBlock):
 
     def describe(self) -> str:
         return (
-            f"{self.config.type} {self.network} [{len(self.states)} states, stop > {self.config.threshold}, "
+            f"{self.config.type} {self.network} [{len(self.states)} states, {len(self.caches)} caches, "
+            f"{self.frames_per_step} frame(s) per step, {self.config.stop_rule} stop at {self.config.threshold}, "
             f"max {self.config.max_decoder_steps} steps]"
         )
 
@@ -119,9 +153,11 @@ class AutoregressiveDecoder(StreamableBlock):
         """The network's step for one utterance: the ``prepared`` inputs bound once, the states passed per call."""
         return bind_inputs(self.runner, prepared)
 
-    def initial_states(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every state input at its ``init`` value, named dims sized like the prepared inputs'."""
+    def initial_states(self, inputs: dict[str, torch.Tensor], capacity: int = 0) -> dict[str, torch.Tensor]:
+        """Every state input at its ``init`` value, named dims sized like the prepared inputs', caches to ``capacity`` slots."""
         sizes = {d: inputs[name].shape[axis] for name in inputs for axis, d in self.spec.inputs[name].named_dims}
+        if self.cache_dim:
+            sizes[self.cache_dim] = capacity
         states = {}
         for name, spec in self.spec.states.items():
             tensor = self.spec.inputs[name]
@@ -129,33 +165,71 @@ class AutoregressiveDecoder(StreamableBlock):
             states[name] = torch.full(shape, spec.init, dtype=tensor.torch_dtype)
         return states
 
+    def step_bounds(self, length: int) -> tuple[int, int | None]:
+        """The fewest steps before the stop token counts and the steps after which decoding ends (None: no bound).
+
+        SpeechT5's ``generate_speech``: ``int(length * ratio / frames per step)``
+        for a text of ``length`` steps (at least one step either way).
+        """
+        ratio = self.config.max_length_ratio
+        low = int(length * self.config.min_length_ratio / self.frames_per_step)
+        return low, (None if ratio is None else max(1, int(length * ratio / self.frames_per_step)))
+
+    def cache_capacity(self, steps: int) -> int:
+        """Cache slots to allocate for an utterance of at most ``steps`` steps: that many, up to the dim's ``max``."""
+        return min(steps, self.cache_max)
+
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
+        data = {name: tensors[name] for name in self.data_inputs}
+        low, high = self.step_bounds(step_length(self.spec, data))
+        limit = max(low, high) if high is not None else self.config.max_decoder_steps
+        limit = min(limit, self.config.max_decoder_steps)
         prepared = self.prepare(tensors)
         step = self.bind_step(prepared)
-        states = self.initial_states(prepared)
+        capacity = self.cache_capacity(limit) if self.cache_dim else limit
+        limit = min(limit, capacity)
+        states = self.initial_states(prepared, capacity)
+        if self.cache_dim:
+            cache_mask = torch.zeros(1, capacity, dtype=self.spec.inputs[self.spec.cache_mask].torch_dtype)
+            states[self.spec.cache_mask] = cache_mask
         sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
         size, pending, count = next(sizes), [], 0
-        frame, stop, pairs = self.config.frame, self.config.stop, self.states.items()
-        for _ in range(self.config.max_decoder_steps):
+        frame, stop, pairs, caches = self.config.frame, self.config.stop, self.states.items(), self.caches.items()
+        for index in range(limit):
+            if self.cache_dim:
+                states[self.spec.position] = torch.tensor([index], dtype=torch.int64)
             outputs = step(states)
             for name, output in pairs:
                 states[name] = outputs[output]
+            for name, (output, axis) in caches:
+                states[name].narrow(axis, index, 1).copy_(outputs[output])
+            if self.cache_dim:
+                cache_mask[0, index] = 1
             pending.append(outputs[frame])
             count += outputs[frame].shape[1]
-            stopped = outputs[stop].item() > self.stop_logit
+            stopped = index + 1 >= low and ((high is not None and index + 1 >= high) or self._stops(outputs[stop]))
             if stopped or count >= size:
                 yield torch.cat(pending, dim=1)  # a copy: the last frame is also the next step's input
                 size, pending, count = next(sizes), [], 0
             if stopped:
                 return
+        if limit == self.config.max_decoder_steps:
+            bound, remedy = f"max_decoder_steps={limit}", "raise max_decoder_steps in the stack entry"
+        else:
+            bound, remedy = f"{limit} steps, the capacity of cache dim {self.cache_dim}", f"raise dims.{self.cache_dim}"
         warnings.warn(
-            f"{self.label}: the stop token did not fire within max_decoder_steps={self.config.max_decoder_steps}; "
-            "the piece was cut there (raise max_decoder_steps in the stack entry for longer pieces)",
+            f"{self.label}: the stop token did not fire within {bound}; the piece was cut there ({remedy} for longer pieces)",
             DecoderCapWarning,
             stacklevel=2,
         )
         if pending:
             yield torch.cat(pending, dim=1)
+
+    def _stops(self, stop: torch.Tensor) -> bool:
+        """Whether the step's ``stop`` output ends decoding under ``stop_rule``."""
+        if self.config.stop_rule == "sigmoid":
+            return stop.item() > self.stop_logit
+        return torch.sigmoid(stop).sum().item() >= self.config.threshold
 
 
 def _logit(threshold: float) -> float:
