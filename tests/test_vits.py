@@ -234,3 +234,17 @@ def test_build_script_names_the_extra_without_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(SystemExit, match=r"pip install -e '\.\[conformance\]'"):
         load_script("vits_without_transformers")
+
+
+def test_an_autoregressive_step_network_with_noise_is_refused_at_load():
+    from ttsstack.runtime.blocks.base import StackError
+    from ttsstack.runtime.builder import plan_stack
+
+    from .tiny_tacotron import tiny_tacotron_spec
+
+    spec = tiny_tacotron_spec()
+    step = spec["networks"]["decoder_step"]
+    step["inputs"]["step_noise"] = {"shape": [1, "T_text"]}
+    step["noise"] = {"step_noise": {}}
+    with pytest.raises(StackError, match="network 'decoder_step' declares noise inputs \\(step_noise\\), which an autoregressive"):
+        plan_stack(parse_spec(spec))

@@ -111,6 +111,11 @@ class AutoregressiveDecoder(StreamableBlock):
             for name, state in self.spec.states.items() if state.cache is not None
         }
         self.cache_dim = next(iter(self.spec.cache_dims), None)
+        if self.spec.noise:
+            raise StackError(
+                f"{path}: network '{self.network}' declares noise inputs ({', '.join(self.spec.noise)}), which an "
+                f"autoregressive decoder does not fill; give the step network its noise as a state or a data input"
+            )
         if len(self.spec.cache_dims) > 1:
             raise StackError(f"{path}: network '{self.network}' has cache states along several dims ({', '.join(sorted(self.spec.cache_dims))}); one is supported")
         self.cache_max = ctx.spec.dims[self.cache_dim].max if self.cache_dim else None
