@@ -156,10 +156,9 @@ def compile_addon(
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
     loaded_programs: dict = {}
-    bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress)
+    bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress, delay=0.5)  # no bar when all are cached
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"
-        bar.set_postfix_str(job)
         net_spec = spec.networks[net]
         toolchain = backend.toolchain()
         key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, toolchain, bucket)
@@ -170,6 +169,7 @@ def compile_addon(
             entries.append(old)
             report.reused.append(job)
             continue
+        bar.set_postfix_str(job)
         try:
             if net not in loaded_programs:
                 loaded_programs[net] = compiled.load_program(net)

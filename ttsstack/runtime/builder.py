@@ -47,6 +47,8 @@ class BuildContext:
     runners: Mapping[str, NetworkRunner]
     variants: Mapping[str, type] = field(default_factory=dict)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    read_names: set[str] = field(default_factory=set)
+    """Filled by :func:`build_stack`: every tensor a block of the stack reads."""
 
     def build(self, raw: Any, path: str) -> Block:
         """Build one block (and, recursively, its children) from its config dict."""
@@ -86,7 +88,9 @@ def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str]:
     root = ctx.build(raw[0], "stack[0]") if len(raw) == 1 else ctx.build({"type": "StreamableStack", "stack": raw}, "")
     if not isinstance(root, StreamableBlock):
         raise StackError(f"{root.label}: the top of the stack must be a streamable block (it produces the mel stream)")
-    out = root.check(initial_wiring(ctx.spec), None)
+    wiring = initial_wiring(ctx.spec)
+    out = root.check(wiring, None)
+    ctx.read_names = wiring.read_names
     return root, out
 
 

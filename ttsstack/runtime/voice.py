@@ -16,6 +16,11 @@ from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend
 from .network import NetworkRunner
 from .registry import VOCODERS
+from .tempo import resample_time
+
+
+WARMUP_PASSES = 2
+"""Dummy runs of the stack at load: TorchScript's profiling executor optimizes a network on its second call."""
 
 
 class Voice:
@@ -45,6 +50,8 @@ class Voice:
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, runners, variants or {}, self.options)
         self.root, self.output = build_stack(ctx)
+        self.stack_reads_speed = SPEED in ctx.read_names
+        """Whether a block applies ``speed`` (the Upsampler does); else :meth:`stream` resamples the mel."""
         self.max_tokens = _max_tokens(spec, self.runners)
         self._vocoder = None
 
@@ -65,21 +72,27 @@ class Voice:
             self._vocoder = cls(self.spec.audio, **config)
         return self._vocoder
 
-    def warmup(self) -> None:
-        """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
+    def warmup(self, passes: int = WARMUP_PASSES) -> None:
+        """Run the frontend once and the stack ``passes`` times on a short dummy input, so first-call costs are paid now.
 
-        TorchScript and ONNX Runtime optimise on their first calls; doing that
-        at load keeps it out of the first request's latency.
+        TorchScript's profiling executor runs a network's first call to record
+        shapes and compiles its optimized plan on the second; ONNX Runtime and
+        the frontend (espeak-ng's data) also pay on their first calls. One pass
+        left the optimizing call to the first request (the demo on one thread:
+        first mel chunk 59 ms on the first call, 16 ms later); two passes and
+        one frontend call bring the first call to the later ones' time.
         """
+        list(self.frontend.pieces("Hello.", self.max_tokens))
         tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
-        with torch.inference_mode():
-            stream = self.root.stream({"tokens": tokens, **_call_controls(1.0)}, None)
-            first = next(stream, None)
-            stream.close()
-        if first is not None:
-            audio = self.vocoder.stream([first[0].numpy()])
-            next(audio, None)
-            audio.close()
+        for _ in range(passes):
+            with torch.inference_mode():
+                stream = self.root.stream({"tokens": tokens, **_call_controls(1.0)}, None)
+                first = next(stream, None)
+                stream.close()
+            if first is not None:
+                audio = self.vocoder.stream([first[0].numpy()])
+                next(audio, None)
+                audio.close()
 
     @torch.inference_mode()
     def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
@@ -88,9 +101,16 @@ class Voice:
             yield from self.root.stream({"tokens": tokens, **controls}, None)
 
     def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
-        """Mel chunks ``[frames, n_mels]`` of the whole text, in order, each as soon as it is decoded."""
-        for chunk in self._mel_tensors(text, speed):
-            yield chunk[0].numpy()
+        """Mel chunks ``[frames, n_mels]`` of the whole text, in order, each as soon as it is decoded.
+
+        When no block of the stack reads ``speed`` (an attention decoder has
+        no durations to divide), the mel is resampled along time instead
+        (:func:`~ttsstack.runtime.tempo.resample_time`), so every addon honours it.
+        """
+        chunks = (chunk[0].numpy() for chunk in self._mel_tensors(text, speed))
+        if speed != 1.0 and not self.stack_reads_speed:
+            chunks = resample_time(chunks, speed)
+        yield from chunks
 
     def synthesize(self, text: str, speed: float = 1.0) -> np.ndarray:
         """The whole mel ``[frames, n_mels]``: the concatenation of :meth:`stream`."""
