@@ -1,20 +1,20 @@
-"""Griffin-Lim vocoder speed: seconds per utterance and times faster than real time, by block schedule.
+"""Griffin-Lim vocoder speed: seconds per utterance, RTF and speed multiple, by block schedule.
 
-Usage: python benchmarks/vocoder.py [--quick] [--addon DIR] [--runs N] [--schedule FIRST,BLOCK ...] [--out DIR]
+Usage: python benchmarks/vocoder.py [--quick] [--addon DIR] [--runs N] [--schedule FIRST:BLOCK ...] [--out DIR | --record]
 
 The vocoder is most of every total in ``latency.py``, and the same in streaming
 and whole-utterance runs. This times ``GriffinLim.vocode`` alone on the demo
 voice's mel of each fixed text (``benchmarks/texts/``), on one thread, for each
 block schedule (first block, later blocks; frames): the default first, then
 any given with ``--schedule``. Runs of all schedules are interleaved; each cell
-is the median. Prints a table and writes ``vocoder.json`` to ``--out``. To
+is the median. Prints a table and writes ``vocoder.json`` to ``--out`` (default
+``benchmarks/out/``; ``--record``: ``benchmarks/results/``). To
 compare two commits, run it on each (``PYTHONPATH=<checkout>``); on code
 without ``first_block_frames``, give no ``--schedule``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 import ttsstack
+
+from common import ListFlag, add_output_flags, output_dir, parser_for, real_time_factor
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / "addons" / "fastpitch-demo" / "addon"
@@ -42,20 +44,27 @@ def vocoder_for(voice, schedule: tuple[int, int] | None):
 
 def main() -> None:
     """Parse arguments, synthesize each text's mel once, time the vocoder per schedule, report."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--quick", action="store_true", help="one run, two shortest texts (a smoke run)")
     parser.add_argument("--addon", type=Path, default=DEMO, help="source or compiled addon (its eager backend makes the mel)")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--schedule", action="append", default=[], metavar="FIRST,BLOCK",
-                        help="another block schedule to time, e.g. 32,32 or 32,128 (repeatable)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per cell (median)")
+    parser.add_argument("--schedule", action=ListFlag, default=[], metavar="FIRST:BLOCK",
+                        help="another block schedule to time, e.g. 32:32 or 32:128 (repeatable or comma list; "
+                             "default: only the vocoder's own)")
+    add_output_flags(parser)
     args = parser.parse_args()
+    out = output_dir(parser, args)
+    try:
+        schedules = [None] + [tuple(int(v) for v in s.split(":", 1)) for s in args.schedule]
+    except ValueError:
+        parser.error(f"--schedule: expected FIRST:BLOCK frames, e.g. 32:128, got {args.schedule}")
+    if any(s is not None and len(s) != 2 for s in schedules):
+        parser.error(f"--schedule: expected FIRST:BLOCK frames, e.g. 32:128, got {args.schedule}")
     torch.set_num_threads(1)
 
     voice = ttsstack.load(args.addon, "eager")
-    schedules = [None] + [tuple(int(v) for v in s.split(",")) for s in args.schedule]
     vocoders = [(s, vocoder_for(voice, s)) for s in schedules]
-    names = ["default" if s is None else f"{s[0]},{s[1]}" for s in schedules]
+    names = ["default" if s is None else f"{s[0]}:{s[1]}" for s in schedules]
     rows = []
     paths = sorted((HERE / "texts").glob("chars_*.txt"))
     if args.quick:
@@ -72,16 +81,16 @@ def main() -> None:
         for name in names:
             seconds = statistics.median(times[name])
             rows.append({"text": path.stem, "frames": mel.shape[0], "schedule": name, "seconds": seconds,
-                         "x_real_time": audio_s / seconds})
+                         "rtf": real_time_factor(seconds, audio_s), "x_real_time": audio_s / seconds})
 
-    print(f"{'text':12s} {'frames':>6s} {'schedule':>9s} {'seconds':>8s} {'x real time':>11s}")
+    print(f"{'text':12s} {'frames':>6s} {'schedule':>9s} {'seconds':>8s} {'RTF':>6s} {'x real time':>11s}")
     for r in rows:
-        print(f"{r['text']:12s} {r['frames']:6d} {r['schedule']:>9s} {r['seconds']:8.3f} {r['x_real_time']:11.1f}")
-    args.out.mkdir(parents=True, exist_ok=True)
+        print(f"{r['text']:12s} {r['frames']:6d} {r['schedule']:>9s} {r['seconds']:8.3f} {r['rtf']:6.3f} "
+              f"{r['x_real_time']:11.1f}")
     report = {"host": {"machine": platform.machine(), "torch": torch.__version__, "threads": 1, "device": "cpu"},
               "runs": args.runs, "rows": rows}
-    (args.out / "vocoder.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out / 'vocoder.json'}")
+    (out / "vocoder.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out / 'vocoder.json'}")
 
 
 if __name__ == "__main__":
