@@ -104,7 +104,10 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.output is None:
         args.output = DEFAULT_OUTPUT
         print(f"no -o given: writing {DEFAULT_OUTPUT}", file=sys.stderr)
-    audio_format_for(args.output)  # an unknown suffix is refused before any work
+    try:
+        audio_format_for(args.output)  # an unknown suffix is refused before any work
+    except ValueError as exc:
+        raise ValueError(f"-o {exc}") from None
     if args.mel_out is not None and args.mel_out.suffix != ".npy":
         raise ValueError(f"--mel-out {args.mel_out}: the mel is saved as a NumPy .npy file; give a name ending in .npy")
     for flag, path in (("-o", args.output), ("--mel-out", args.mel_out)):
