@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ttsstack.cliflags import HelpFormatter, ListFlag, add_deprecated_alias, describe_rtf, real_time_factor
+from ttsstack.cliflags import HelpFormatter, ListFlag, add_deprecated_alias, real_time_factor
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
 RECORDED = HERE / "results"
 
-__all__ = ["HelpFormatter", "ListFlag", "add_deprecated_alias", "add_output_flags", "describe_rtf", "output_dir",
-           "parser_for", "real_time_factor"]
+__all__ = ["ListFlag", "add_deprecated_alias", "add_output_flags", "output_dir", "parser_for", "real_time_factor"]
 
 
 def parser_for(doc: str | None) -> argparse.ArgumentParser:
