@@ -227,6 +227,7 @@ def _plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _chunk_flags(parser: argparse.ArgumentParser) -> None:
+    """``--chunk-frames`` and ``--first-chunk-frames``: the decoder's chunk schedule (``RuntimeOptions``)."""
     parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
                         help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
     parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     backends_help = f"backend(s) to compile for: {', '.join(BACKENDS.names())}, or {ALL} (repeatable or comma list)"
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
+        """A subcommand whose description repeats its one-line help as a sentence."""
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=HelpFormatter)
 
     p = command("compile", "compile an addon into artifacts for backends")
