@@ -20,8 +20,8 @@ __all__ = ["ListFlag", "add_deprecated_alias", "add_output_flags", "output_dir",
 
 
 def parser_for(doc: str | None) -> argparse.ArgumentParser:
-    """An argument parser with the module docstring as description and help that states defaults."""
-    return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
+    """An argument parser with the module docstring (reST quotes removed) as description and help that states defaults."""
+    return argparse.ArgumentParser(description=(doc or "").replace("``", ""), formatter_class=HelpFormatter)
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:

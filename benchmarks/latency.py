@@ -198,7 +198,7 @@ def plot(rows: list[Measurement], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed: no plot (pip install -e ".[bench]")", file=sys.stderr)
+        print('matplotlib not installed: no plot (pip install -e ".[bench]")', file=sys.stderr)
         return
     addons = sorted({r.addon for r in rows})
     fig, axes = plt.subplots(len(addons), 2, figsize=(11, 4 * len(addons)), squeeze=False)

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = parser_for(__doc__)
     parser.add_argument("--addon", action="append", default=None, metavar="DIR[:BACKEND]",
                         help="addon(s) for the server started here (default: the bundled demo on cpu)")
-    parser.add_argument("--url", help="load an already running server instead of starting one")
+    parser.add_argument("--url", help="load an already running server (default: start one here)")
     parser.add_argument("--model", help="model to request (default: the first one served)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to keep sending (default 30)")
