@@ -33,13 +33,14 @@ def python_writer_backend(tmp_path):
         name = "test-pywrite"
         fail_with: int | None = None
 
-        def compile(self, program, spec, dims, bucket, out):
+        def compile(self, program, spec, dims, bucket, out, route=None):
             scratch = tmp_path / "scratch" / out.name
             scratch.parent.mkdir(exist_ok=True)
-            super().compile(program, spec, dims, bucket, scratch)
+            details = super().compile(program, spec, dims, bucket, scratch, route)
             if PythonWriter.fail_with is not None:
                 raise OSError(PythonWriter.fail_with, "injected", str(out))
             out.write_bytes(scratch.read_bytes())
+            return details
 
     yield PythonWriter
     BACKENDS.unregister("test-pywrite")
@@ -97,7 +98,8 @@ def test_full_disk_fails_jobs_and_keeps_the_previous_compile(tiny_addon, small_d
     ttsstack.load(out, backend="cpu", compile_if_needed=False, warmup=False)
 
 
-def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk, python_writer_backend):
+@pytest.mark.parametrize("backend", ["test-pywrite", "cpu"])  # cpu: torch.jit.save to a full disk aborted the process
+def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk, python_writer_backend, backend):
     """Room for the addon's own files only: every job and the manifest fail, reported together, nothing half-written."""
     if small_disk is None:
         pytest.skip("mounting a tmpfs is not allowed here; the injected-ENOSPC variant runs in the test above")
@@ -105,11 +107,11 @@ def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk
     _fill(small_disk, leave=_blocks(sources, os.statvfs(small_disk).f_bsize))
     out = small_disk / "compiled"
     with pytest.raises(CompileError) as err:
-        compile_addon(tiny_addon, out, ["test-pywrite"], progress=False)
+        compile_addon(tiny_addon, out, [backend], progress=False)
     failed = err.value.report.failed
-    assert set(failed) == {f"{n} [test-pywrite]" for n in ("text_encoder", "duration_encoder", "decoder")} | {
+    assert set(failed) == {f"{n} [{backend}]" for n in ("text_encoder", "duration_encoder", "decoder")} | {
         f"write {out / 'manifest.yaml'}"}
-    assert all("No space left on device" in why for why in failed.values())
+    assert all("No space left on device" in why for why in failed.values()), failed
     assert not (out / "manifest.yaml").exists()
     assert not [p for p in out.rglob("*") if ".staging" in p.parts]  # no half-written file left behind
 

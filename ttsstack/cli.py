@@ -227,7 +227,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         manifest = read_manifest(addon.folder)
         print("artifacts:")
         for a in manifest.artifacts:
-            size = (addon.folder / a.file).stat().st_size / 1e6
+            size = manifest.artifact_path(addon.folder, a).stat().st_size / 1e6
             print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
     else:
         print("artifacts: none (source addon; run ttsstack compile)")
