@@ -164,6 +164,7 @@ def test_declared_output_shape_is_checked_at_compile(tiny_copy, tmp_path):
     config = tiny_copy / "addon.yaml"
     data = yaml.safe_load(config.read_text())
     data["networks"]["decoder"]["outputs"]["mel"]["shape"] = [1, "T_frames", 9]
+    data["audio"]["n_mels"] = 9  # the config agrees with itself; only the program differs
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(CompileError, match=r"networks.decoder.outputs.mel.shape\[2\]: declared 9 = 9, the program returns 8") as err:
         compile_addon(tiny_copy, tmp_path / "out", ["cpu"], progress=False)
