@@ -1,7 +1,7 @@
 """Host overhead per step of the AutoregressiveDecoder block.
 
-Usage: python benchmarks/ar_step_overhead.py [--addon DIR] [--backend cpu --backend onnx ...]
-       [--steps 300] [--repeats 5] [--threads 1] [--text TEXT]
+Usage: python benchmarks/ar_step_overhead.py [--addon DIR] [--backend cpu,onnx ...]
+       [--steps 300] [--repeats 5] [--threads 1] [--text TEXT] [--out DIR | --record]
 
 The encoder runs once; then the block decodes exactly ``--steps`` steps (its
 stop token disabled), and every call of its bound step (the runner called with
@@ -18,12 +18,12 @@ Per step:
 
 Any backend the addon is compiled for (a source addon is compiled into the
 cache first) works: cpu, eager, onnx, onnx-static, neuron. Prints a table and
-writes ``benchmarks/results/ar_step_overhead.json``.
+writes ``ar_step_overhead.json`` to ``--out`` (default ``benchmarks/out/``;
+``--record``: ``benchmarks/results/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -46,8 +46,9 @@ from ttsstack.runtime.blocks.containers import StreamablePipeline
 from ttsstack.runtime.network import step_length
 from ttsstack.runtime.registry import BACKENDS
 
+from common import ListFlag, add_output_flags, output_dir, parser_for
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "ar_step_overhead.json"
 
 
 def forced(voice: Voice, steps: int) -> Voice:
@@ -171,20 +172,22 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     """Parse arguments, measure every backend, print the table, write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--addon", type=Path, default=ROOT / "addons" / "tacotron2-demo" / "addon")
-    parser.add_argument("--backend", action="append", default=None, help="repeatable (default: cpu and eager)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog.")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser = parser_for(__doc__)
+    parser.add_argument("--addon", type=Path, default=ROOT / "addons" / "tacotron2-demo" / "addon",
+                        help="source or compiled autoregressive addon (default: the bundled tacotron2-demo)")
+    parser.add_argument("--backend", action=ListFlag, default=["cpu", "eager"], metavar="NAME",
+                        help="backend to measure (repeatable or comma list)")
+    parser.add_argument("--steps", type=int, default=300, help="decoder steps per run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per backend (median)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog.", help="text to encode")
+    add_output_flags(parser)
     args = parser.parse_args()
+    out = output_dir(parser, args) / "ar_step_overhead.json"
 
     torch.set_num_threads(args.threads)
-    rows = [run(args.addon, b, args.steps, args.repeats, args.text) for b in args.backend or ["cpu", "eager"]]
+    rows = [run(args.addon, b, args.steps, args.repeats, args.text) for b in args.backend]
     print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "ar_step_overhead",
         "addon": str(args.addon.relative_to(ROOT) if args.addon.is_relative_to(ROOT) else args.addon),
@@ -195,8 +198,8 @@ def main() -> None:
                  "cpus": os.cpu_count()},
         "rows": rows,
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

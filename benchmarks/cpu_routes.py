@@ -14,7 +14,6 @@ and writes ``cpu_routes.json`` to ``--out`` (``benchmarks/out/`` by default;
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -29,6 +28,8 @@ from ttsstack.backends.base import Artifact, ModuleRunner, NetworkArtifacts, exa
 from ttsstack.backends.cpu import AOTINDUCTOR, TORCHSCRIPT, CpuBackend, host_isa
 from ttsstack.compiler.validate import validate_runner
 from ttsstack.tolerances import for_backend
+
+from common import ListFlag, add_output_flags, output_dir, parser_for
 
 HERE = Path(__file__).resolve().parent
 ADDONS = [HERE.parent / "addons" / "fastpitch-demo" / "addon", HERE.parent / "addons" / "tacotron2-demo" / "addon"]
@@ -76,19 +77,21 @@ def bench_network(addon, name: str, lengths: list[int], runs: int, work: Path) -
 
 def main() -> None:
     """Compile and time every network by both routes; print a table, write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--addon", action="append", type=Path, default=None,
                         help="source addon to measure (repeatable; default: both bundled demos)")
-    parser.add_argument("--network", action="append", default=None,
-                        help="only these networks (repeatable; default: every network of each addon)")
-    parser.add_argument("--length", action="append", type=int, default=None,
-                        help="length of the named dims per call (repeatable; default 64 and 272)")
-    parser.add_argument("--runs", type=int, default=20, help="timed calls per cell (default 20)")
-    parser.add_argument("--out", type=Path, default=HERE / "out", help="folder for the JSON (default benchmarks/out)")
-    parser.add_argument("--record", action="store_true", help="write to benchmarks/results/ (the committed numbers)")
+    parser.add_argument("--network", action=ListFlag, default=None,
+                        help="only these networks (repeatable or comma list; default: every network of each addon)")
+    parser.add_argument("--length", action=ListFlag, default=["64", "272"],
+                        help="length of the named dims per call (repeatable or comma list)")
+    parser.add_argument("--runs", type=int, default=20, help="timed calls per cell")
+    add_output_flags(parser)
     args = parser.parse_args()
-    out = HERE / "results" if args.record else args.out
-    lengths = args.length or [64, 272]
+    out = output_dir(parser, args)
+    try:
+        lengths = [int(n) for n in args.length]
+    except ValueError:
+        parser.error(f"--length: expected whole numbers, got {args.length}")
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -104,7 +107,6 @@ def main() -> None:
     for r in rows:
         timing = "".join(f" {r[f'ms_at_{n}']:10.2f}" for n in lengths) if "failed" not in r else f"  {r['failed']}"
         print(f"{r['addon']:16s} {r['network']:18s} {r['route']:12s} {r.get('compile_s', float('nan')):9.1f}{timing}")
-    out.mkdir(parents=True, exist_ok=True)
     host = {"machine": platform.machine(), "processor": platform.processor(), "torch": torch.__version__, "threads": 1, **host_isa()}
     (out / "cpu_routes.json").write_text(json.dumps({"host": host, "runs": args.runs, "rows": rows}, indent=2))
     print(f"\nwrote {out / 'cpu_routes.json'}")

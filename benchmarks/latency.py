@@ -1,6 +1,7 @@
-"""First-chunk latency, total time, real-time factor and peak memory: ttsstack vs whole-utterance runs.
+"""First-chunk latency, total time, RTF and peak memory: ttsstack vs whole-utterance runs.
 
-Usage: python benchmarks/latency.py [--quick] [--backends cpu,onnx,...] [--addons DIR ...] [--runs N] [--first-runs N] [--out DIR]
+Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--runs N] [--first-runs N]
+       [--out DIR | --record]
 
 For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
 200, 1,000 and 4,000 characters), side by side in one run:
@@ -13,7 +14,10 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
   ONNX artifacts.
 - ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
 
-Each cell is the median of several runs, after a warm-up run per system. Runs are
+Each cell is the median of several runs, after a warm-up run per system. That
+warm-up is the first call after ``ttsstack.load`` (which warms the stack up
+itself); its first-audio time is reported as ``first_call_first_audio_s``, the
+number a process's first request waits for. Runs are
 interleaved: every system runs once, then every system again, so a host that slows
 down or speeds up mid-benchmark moves all systems alike instead of whichever ran then.
 Times to the first chunks of streaming systems also count ``--first-runs`` extra
@@ -24,7 +28,9 @@ total-time target is reported on both.
 Peak memory is what one run adds to the resident set: the process's peak (Linux
 ``VmHWM``, reset before each run through ``/proc/self/clear_refs``) minus the
 resident set before it, so loaded models (every system's stay loaded) do not count.
-Prints a table and the target ratios, writes ``latency.json`` and ``latency.png`` to ``--out``.
+RTF is compute time / audio time (lower is better); ``speed_multiple`` is its inverse.
+Prints a table and the target ratios, writes ``latency.json`` and ``latency.png`` (with the
+``[bench]`` extra's matplotlib) to ``--out`` (default ``benchmarks/out/``; ``--record``: ``benchmarks/results/``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from ttsstack.compiler.driver import compile_addon, resolve_backends
 from ttsstack.compiler.manifest import MANIFEST_FILE
 from ttsstack.runtime import RuntimeOptions
 
+from common import ListFlag, add_deprecated_alias, add_output_flags, output_dir, parser_for, real_time_factor
+
 HERE = Path(__file__).resolve().parent
 ADDONS = sorted(p.parent for p in (HERE.parent / "addons").glob("*/addon/addon.yaml"))
 WHOLE = RuntimeOptions(chunk_frames=1 << 30, first_chunk_frames=1 << 30, sentence_split=False)
@@ -63,7 +71,9 @@ class Measurement:
     fastest_total_s: float
     audio_s: float
     rtf: float
+    speed_multiple: float
     run_peak_mb: float
+    first_call_first_audio_s: float | None = None
 
 
 def _reset_peak_rss() -> None:
@@ -130,7 +140,7 @@ def measure_interleaved(addon: str, loaded: list, text: str, runs: int, first_ru
         total = statistics.median(r["total"] for r in rows)
         audio_s = rows[0]["samples"] / voice.sample_rate
         cells.append(Measurement(addon, name, len(text), first_mel, first_audio, total,
-                                 min(r["total"] for r in rows), audio_s, audio_s / total,
+                                 min(r["total"] for r in rows), audio_s, real_time_factor(total, audio_s), audio_s / total,
                                  statistics.median(r["run_peak_mb"] for r in rows)))
     return cells
 
@@ -168,12 +178,13 @@ def ratios(rows: list[Measurement]) -> list[dict]:
 
 def print_table(rows: list[Measurement], targets: list[dict]) -> None:
     """The results as aligned text."""
-    head = f"{'addon':16s} {'system':20s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} {'RTF':>6s} {'+peak MB':>8s}"
+    head = (f"{'addon':16s} {'system':20s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} "
+            f"{'RTF':>6s} {'x real time':>11s} {'+peak MB':>8s}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r.addon:16s} {r.system:20s} {r.chars:5d} {r.first_mel_s * 1e3:10.0f} {r.first_audio_s * 1e3:12.0f} "
-              f"{r.total_s:8.2f} {r.rtf:6.1f} {r.run_peak_mb:8.0f}")
+              f"{r.total_s:8.2f} {r.rtf:6.3f} {r.speed_multiple:11.1f} {r.run_peak_mb:8.0f}")
     print("\ntargets: first audio @1000 < 0.1 x naive total; first audio 4000/50 <= 1.3; total <= 1.1 x best whole-utterance")
     for t in targets:
         print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
@@ -187,7 +198,7 @@ def plot(rows: list[Measurement], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        print('matplotlib not installed: no plot (pip install -e ".[bench]")', file=sys.stderr)
         return
     addons = sorted({r.addon for r in rows})
     fig, axes = plt.subplots(len(addons), 2, figsize=(11, 4 * len(addons)), squeeze=False)
@@ -211,25 +222,33 @@ def plot(rows: list[Measurement], path: Path) -> None:
 
 def main() -> None:
     """Parse arguments, compile the addons, measure every system, report."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--quick", action="store_true", help="one timed run, two shortest texts (a smoke run)")
-    parser.add_argument("--backends", default="all", help="comma-separated backends (default: all available)")
-    parser.add_argument("--addons", nargs="*", type=Path, default=ADDONS, help="source or compiled addon folders")
+    parser.add_argument("--backend", action=ListFlag, default=["all"], metavar="NAME",
+                        help="streaming backend to measure (repeatable or comma list; all: every one available)")
+    add_deprecated_alias(parser, "--backends", "--backend", dest="backend")
+    parser.add_argument("--addon", action="append", type=Path, default=None, metavar="DIR",
+                        help="source or compiled addon folder (repeatable; default: every bundled addon)")
+    parser.add_argument("--addons", nargs="+", type=Path, dest="addons_deprecated", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=5, help="timed runs per cell (median)")
     parser.add_argument("--first-runs", type=int, default=15,
                         help="extra runs per streaming cell that stop at the first audio chunk (first-chunk medians)")
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch intra-op threads (default 1: one stream's share of a serving host; "
                              "more threads on a busy host oversubscribe the cores)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    add_output_flags(parser)
     args = parser.parse_args()
+    if args.addons_deprecated:
+        print("warning: --addons is deprecated and will be removed in the next release; use --addon (repeatable)",
+              file=sys.stderr)
+    args.addons = (args.addon or []) + (args.addons_deprecated or []) or ADDONS
+    args.out = output_dir(parser, args)
     torch.set_num_threads(args.threads)
 
-    backends = [b.name for b in resolve_backends(args.backends.split(","))]
+    backends = [b.name for b in resolve_backends(args.backend)]
     texts = sorted((HERE / "texts").glob("chars_*.txt"))
     if args.quick:
         texts, args.runs, args.first_runs = texts[:2], 1, 1
-    args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Measurement] = []
     for source in args.addons:
         if (source / MANIFEST_FILE).is_file():
@@ -238,11 +257,13 @@ def main() -> None:
             compiled = args.out / "compiled" / source.parent.name
             compile_addon(source, compiled, backends, progress=False)
         loaded = list(systems(compiled, backends))
-        for _, voice, runner in loaded:
-            runner(voice, texts[0].read_text().strip())  # warm-up: first calls of every stage
-        for path in texts:
+        first_calls = {name: runner(voice, texts[0].read_text().strip())["first_audio"]  # warm-up: first call after load
+                       for name, voice, runner in loaded}
+        for index, path in enumerate(texts):
             text = path.read_text().strip()
             for cell in measure_interleaved(loaded[0][1].spec.name, loaded, text, args.runs, args.first_runs):
+                if index == 0:
+                    cell.first_call_first_audio_s = first_calls[cell.system]
                 rows.append(cell)
                 print(f"  {cell.addon} {cell.system} {cell.chars} chars: first audio {cell.first_audio_s * 1e3:.0f} ms, "
                       f"total {cell.total_s:.2f} s", file=sys.stderr)

@@ -6,7 +6,8 @@ each request speech back to back until ``--duration`` seconds have passed or
 then finish), and reports requests/s, time to first audio p50/p95/p99,
 rejections (429), errors, seconds of audio per second, and the server's
 resident memory before and after (its ``/metrics``). Prints a table and
-writes JSON (default ``benchmarks/results/serve_load.json``).
+writes ``serve_load.json`` to ``--out`` (default ``benchmarks/out/``; ``--record``:
+``benchmarks/results/``).
 
     python benchmarks/serve_load.py --addon compiled/fastpitch:cpu --clients 16 --duration 20
 """
@@ -31,6 +32,8 @@ from typing import Iterator
 
 import httpx
 import numpy as np
+
+from common import add_output_flags, output_dir, parser_for
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEXTS = [
@@ -205,21 +208,27 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the load, print and save the result."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--addon", action="append", default=None, metavar="DIR[:BACKEND]",
                         help="addon(s) for the server started here (default: the bundled demo on cpu)")
-    parser.add_argument("--url", help="load an already running server instead of starting one")
+    parser.add_argument("--url", help="load an already running server (default: start one here)")
     parser.add_argument("--model", help="model to request (default: the first one served)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to keep sending (default 30)")
     parser.add_argument("--max-requests", type=int, default=2000, help="stop after this many requests (default 2000)")
     parser.add_argument("--request-timeout", type=float, default=120.0, help="seconds one request may take")
-    parser.add_argument("--format", choices=["pcm", "wav"], default="pcm")
+    parser.add_argument("--format", choices=["pcm", "wav"], default="pcm", help="response_format requested")
     parser.add_argument("--text", action="append", help="text(s) to speak, cycled (default: three short prompts)")
-    parser.add_argument("--max-concurrent", type=int, default=2, help="server: syntheses at once per addon")
+    parser.add_argument("--max-concurrent", type=int, default=2, help="server: syntheses at once per addon (default 2)")
     parser.add_argument("--max-queue", type=int, default=None, help="server: waiting requests (default: --clients)")
-    parser.add_argument("-o", "--output", type=Path, default=REPO / "benchmarks" / "results" / "serve_load.json")
+    add_output_flags(parser)
+    parser.add_argument("-o", "--output", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated: a file; use --out DIR
     args = parser.parse_args(argv)
+    if args.output is not None:
+        print("warning: -o/--output is deprecated and will be removed in the next release; use --out DIR", file=sys.stderr)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        args.output = output_dir(parser, args) / "serve_load.json"
     args.addon = args.addon or [str(REPO / "addons" / "fastpitch-demo" / "addon") + ":cpu"]
     args.max_queue = args.clients if args.max_queue is None else args.max_queue
 
@@ -230,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         rss_after = server_rss_bytes(url)
     result = report(args, url, model, tally, wall, rss_before, rss_after)
     print_table(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")
     return 0 if tally.ok else 1

@@ -1,6 +1,6 @@
 """Padding overhead of static shapes: padded steps on ``onnx-static`` against ``onnx``, and better buckets.
 
-Usage: python benchmarks/static_overhead.py [--quick] [--addon DIR] [--out DIR] [--max-buckets K] [--align N]
+Usage: python benchmarks/static_overhead.py [--quick] [--addon DIR] [--out DIR | --record] [--max-buckets K] [--align N]
 
 A static backend compiles one artifact per bucket of a network's sequence dim
 and pads every piece to the smallest bucket that holds it; a piece longer than
@@ -36,12 +36,11 @@ leaves the schedule unchanged, and step 4 checks the prediction by a run. Re-run
 sizes. Token requests are sentence lengths of these English texts.
 
 Prints one table and the suggested ``ttsstack compile`` command line; writes
-``static_overhead.json`` to ``--out`` (default ``benchmarks/results/``).
+``static_overhead.json`` to ``--out`` (default ``benchmarks/out/``; ``--record``: ``benchmarks/results/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import platform
@@ -63,6 +62,8 @@ from ttsstack.backends.static import StaticRunner
 from ttsstack.compiler.driver import compile_addon
 from ttsstack.compiler.manifest import MANIFEST_FILE
 from ttsstack.runtime.network import sequence_dim, step_length
+
+from common import add_output_flags, output_dir, parser_for
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / "addons" / "fastpitch-demo" / "addon"
@@ -324,14 +325,15 @@ def print_table(rows: list[dict], dims: list[str]) -> None:
 
 def main() -> None:
     """Parse arguments, compile, measure padding and time, search bucket sets, report."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for(__doc__)
     parser.add_argument("--quick", action="store_true", help="two shortest texts, one timed run, no verification compile")
     parser.add_argument("--addon", type=Path, default=DEMO, help="source or compiled addon (with onnx and onnx-static)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per text (median)")
     parser.add_argument("--max-buckets", type=int, default=4, help="largest bucket-set size to search")
     parser.add_argument("--align", type=int, default=8, help="suggested sizes are multiples of this")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    add_output_flags(parser)
     args = parser.parse_args()
+    args.out = output_dir(parser, args)
     if args.max_buckets < 1 or args.align < 1:
         parser.error("--max-buckets and --align must be >= 1")
     torch.set_num_threads(1)
@@ -340,7 +342,6 @@ def main() -> None:
     if args.quick:
         paths, args.runs = paths[:2], 1
     texts = [(p.stem, p.read_text().strip()) for p in paths]
-    args.out.mkdir(parents=True, exist_ok=True)
     source = args.addon.resolve()
     compiled = compiled_addon(source, args.out, source.parent.name)
 

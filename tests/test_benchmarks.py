@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+"""The benchmarks run as scripts: they import this checkout's ttsstack, whatever is installed."""
 
 
 def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backends", "cpu",
-         "--addons", str(tiny_compiled), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backend", "cpu",
+         "--addon", str(tiny_compiled), "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "latency.json").read_text())
     systems = {row["system"] for row in report["rows"]}
     assert systems == {"naive-eager", "ttsstack-cpu"}
     assert all(row["first_audio_s"] <= row["total_s"] for row in report["rows"])
+    for row in report["rows"]:  # RTF in its usual sense, the speed multiple beside it
+        assert row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
+        assert row["speed_multiple"] == pytest.approx(1 / row["rtf"])
+    assert all(row["first_call_first_audio_s"] for row in report["rows"] if row["chars"] == min(r["chars"] for r in report["rows"]))
     assert "first audio" in result.stdout and report["targets"]
 
 
@@ -30,7 +39,7 @@ def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "static_overhead.py"), "--quick",
          "--addon", str(tiny_compiled), "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "static_overhead.json").read_text())
@@ -54,15 +63,15 @@ def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
 
 
 def test_ar_step_overhead_runs_on_a_static_backend(tiny_tacotron_compiled, tmp_path):
-    out = tmp_path / "ar.json"
+    out = tmp_path / "ar_step_overhead.json"
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "ar_step_overhead.py"), "--addon", str(tiny_tacotron_compiled),
-         "--backend", "onnx-static", "--backend", "cpu", "--steps", "20", "--repeats", "1", "--text", "Hi.", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+         "--backend", "onnx-static", "--backend", "cpu", "--steps", "20", "--repeats", "1", "--text", "Hi.", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
-    assert [row["backend"] for row in rows] == ["onnx-static", "cpu"]
+    assert [row["backend"] for row in rows] == ["onnx-static", "cpu"]  # the default list is replaced, not extended
     assert all(row["steps"] == 20 and row["bare_us"] > 0 and row["block_us"] >= row["step_us"] for row in rows)
     assert "runner ovh" in result.stdout
 
@@ -71,12 +80,13 @@ def test_vocoder_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--quick", "--addon", str(tiny_compiled),
-         "--schedule", "32,32", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+         "--schedule", "32:32", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "vocoder.json").read_text())["rows"]
-    assert {r["schedule"] for r in rows} == {"default", "32,32"} and len(rows) == 4
+    assert {r["schedule"] for r in rows} == {"default", "32:32"} and len(rows) == 4
+    assert all(r["rtf"] == pytest.approx(1 / r["x_real_time"]) for r in rows)
     assert all(r["seconds"] > 0 and r["frames"] > 0 for r in rows)
 
 
@@ -105,3 +115,21 @@ def test_vocoder_times_a_vocoder_network_per_backend(tiny_vocoder_compiled, tmp_
     schedules = {"cpu streamed", "cpu whole", "onnx-static streamed", "onnx-static whole"}
     assert {r["schedule"] for r in rows} == schedules and {r["vocoder"] for r in rows} == {"NetworkVocoder"}
     assert len(rows) == 8 and all(r["seconds"] > 0 and r["frames"] > 0 for r in rows)
+
+
+def test_benchmarks_write_to_an_untracked_folder_unless_told_to_record(tiny_compiled, tmp_path):
+    """Without ``--out``, results go to ``benchmarks/out/`` (gitignored), never over the committed ``results/``."""
+    results = REPO / "benchmarks" / "results" / "vocoder.json"
+    before = results.read_bytes() if results.exists() else None
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--quick", "--runs", "1", "--addon", str(tiny_compiled)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {REPO / 'benchmarks' / 'out' / 'vocoder.json'}" in result.stdout
+    assert (results.read_bytes() if results.exists() else None) == before
+    ignored = subprocess.run(["git", "check-ignore", "-q", "benchmarks/out/vocoder.json"], cwd=REPO)
+    assert ignored.returncode == 0, "benchmarks/out/ must be gitignored"
+    both = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--record", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    assert both.returncode == 2 and "either --record or --out" in both.stderr

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from ttsstack.cli import main
+import ttsstack
+from ttsstack.cli import build_parser, main
 
 
 def test_synthesize_writes_a_wav_and_mel(demo_compiled, tmp_path, capsys):
@@ -20,7 +24,7 @@ def test_synthesize_writes_a_wav_and_mel(demo_compiled, tmp_path, capsys):
     assert saved.dtype == np.float32 and saved.shape[1] == 80
     assert len(audio) == len(saved) * 256
     out = capsys.readouterr().out
-    assert "first audio chunk" in out and "real-time factor" in out
+    assert "first audio chunk" in out and "RTF" in out and "than real time" in out
 
 
 def test_inspect_prints_networks_blocks_and_artifacts(demo_compiled, capsys):
@@ -53,3 +57,73 @@ def test_synthesize_and_inspect_the_tacotron_addon(tacotron_compiled, tmp_path, 
     for text in ("decoder_step [decoder_step, context unbounded]", "AutoregressiveDecoder decoder_step [8 states",
                  "Postnet postnet [context 10]"):
         assert text in out
+
+
+def _all_parsers():
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, subs.choices
+
+
+def test_help_is_plain_text_and_every_option_explains_itself(capsys):
+    parser, commands = _all_parsers()
+    assert "``" not in parser.format_help() and ":class:" not in parser.format_help()
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS:
+                continue  # deprecated aliases are hidden
+            assert action.help, f"ttsstack {name} {action.option_strings or action.dest}: no help text"
+        text = sub.format_help()
+        for flag in ("--chunk-frames", "--first-chunk-frames", "--max-input-chars", "--max-body-bytes"):
+            if flag in text:
+                assert "(default: " in text.split(flag, 2)[-1].split("\n  -")[0], f"{name} {flag}: default not shown"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"ttsstack {ttsstack.__version__}")
+
+
+def test_list_flags_repeat_and_take_comma_lists_and_old_spellings_warn(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["compile", "a", "-o", "b", "--backend", "cpu,onnx", "--backend", "eager"])
+    assert args.backend == ["cpu", "onnx", "eager"]
+    assert parser.parse_args(["compile", "a", "-o", "b"]).backend == ["cpu"]
+    assert parser.parse_args(["parity", "c", "--backend", "onnx", "--backend", "cpu"]).backend == ["onnx", "cpu"]
+    assert parser.parse_args(["parity", "c", "--backends", "onnx,cpu"]).backend == ["onnx", "cpu"]
+    assert "--backends is deprecated" in capsys.readouterr().err
+    assert "--backends" not in _all_parsers()[1]["parity"].format_help()  # hidden: the help shows one spelling
+
+
+def test_synthesize_says_which_defaults_it_used_and_prints_rtf(tiny_compiled, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["synthesize", "--addon", str(tiny_compiled)]) == 0
+    captured = capsys.readouterr()
+    assert "no --text given: speaking the demo sentence" in captured.err and "no -o given: writing speech.wav" in captured.err
+    assert (tmp_path / "speech.wav").is_file()
+    assert re.search(r"RTF \d+\.\d\d \(\d+\.\dx (faster|slower) than real time\)", captured.out)
+
+
+def test_output_into_a_missing_folder_is_created_and_the_suffix_picks_the_format(tiny_compiled, tmp_path, capsys):
+    flac, mel = tmp_path / "new" / "deeper" / "out.flac", tmp_path / "mels" / "m.npy"
+    assert main(["synthesize", "--addon", str(tiny_compiled), "--text", "Hi.", "-o", str(flac), "--mel-out", str(mel)]) == 0
+    assert sf.info(str(flac)).format == "FLAC" and np.load(mel).shape[1] == 8
+    assert f"created folder {tmp_path / 'new'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["-o", "out.xyz"], "out.xyz: suffix '.xyz'; audio files are written as .wav, .flac, .ogg, .mp3"),
+    (["-o", "noext"], "-o noext: no suffix"),
+    (["--mel-out", "mel.txt"], "--mel-out mel.txt: the mel is saved as a NumPy .npy file"),
+    (["--mel-out", "blocker/mel.npy"], "--mel-out blocker/mel.npy: blocker is a file, not a folder"),
+    (["-o", "blocker.wav"], "-o blocker.wav: is a folder"),
+])
+def test_a_bad_output_path_is_refused_before_any_work(tmp_path, monkeypatch, capsys, flags, message):
+    """Refused before loading: the addon given does not even exist, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    (tmp_path / "blocker.wav").mkdir()
+    assert main(["synthesize", "--addon", str(tmp_path / "missing"), "--text", "Hi.", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "blocker.wav"]

@@ -33,13 +33,14 @@ def python_writer_backend(tmp_path):
         name = "test-pywrite"
         fail_with: int | None = None
 
-        def compile(self, program, spec, dims, bucket, out):
+        def compile(self, program, spec, dims, bucket, out, route=None):
             scratch = tmp_path / "scratch" / out.name
             scratch.parent.mkdir(exist_ok=True)
-            super().compile(program, spec, dims, bucket, scratch)
+            details = super().compile(program, spec, dims, bucket, scratch, route)
             if PythonWriter.fail_with is not None:
                 raise OSError(PythonWriter.fail_with, "injected", str(out))
             out.write_bytes(scratch.read_bytes())
+            return details
 
     yield PythonWriter
     BACKENDS.unregister("test-pywrite")
@@ -93,11 +94,12 @@ def test_full_disk_fails_jobs_and_keeps_the_previous_compile(tiny_addon, small_d
     if small_disk is not None:
         assert (out / "manifest.yaml").read_bytes() == before  # the new manifest could not be written whole
     assert read_manifest(out).backends() == ["cpu"]
-    assert not [p for p in out.rglob("*") if ".partial-" in p.name]
+    assert not [p for p in out.rglob("*") if ".staging" in p.parts]  # no half-written file left behind
     ttsstack.load(out, backend="cpu", compile_if_needed=False, warmup=False)
 
 
-def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk, python_writer_backend):
+@pytest.mark.parametrize("backend", ["test-pywrite", "cpu"])  # cpu: torch.jit.save to a full disk aborted the process
+def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk, python_writer_backend, backend):
     """Room for the addon's own files only: every job and the manifest fail, reported together, nothing half-written."""
     if small_disk is None:
         pytest.skip("mounting a tmpfs is not allowed here; the injected-ENOSPC variant runs in the test above")
@@ -105,13 +107,13 @@ def test_full_disk_on_a_first_compile_names_every_failure(tiny_addon, small_disk
     _fill(small_disk, leave=_blocks(sources, os.statvfs(small_disk).f_bsize))
     out = small_disk / "compiled"
     with pytest.raises(CompileError) as err:
-        compile_addon(tiny_addon, out, ["test-pywrite"], progress=False)
+        compile_addon(tiny_addon, out, [backend], progress=False)
     failed = err.value.report.failed
-    assert set(failed) == {f"{n} [test-pywrite]" for n in ("text_encoder", "duration_encoder", "decoder")} | {
+    assert set(failed) == {f"{n} [{backend}]" for n in ("text_encoder", "duration_encoder", "decoder")} | {
         f"write {out / 'manifest.yaml'}"}
-    assert all("No space left on device" in why for why in failed.values())
+    assert all("No space left on device" in why for why in failed.values()), failed
     assert not (out / "manifest.yaml").exists()
-    assert not [p for p in out.rglob("*") if ".partial-" in p.name]
+    assert not [p for p in out.rglob("*") if ".staging" in p.parts]  # no half-written file left behind
 
 
 def test_concurrent_compiles_into_one_folder_keep_both(tiny_addon, tmp_path, python_writer_backend):
@@ -162,6 +164,7 @@ def test_declared_output_shape_is_checked_at_compile(tiny_copy, tmp_path):
     config = tiny_copy / "addon.yaml"
     data = yaml.safe_load(config.read_text())
     data["networks"]["decoder"]["outputs"]["mel"]["shape"] = [1, "T_frames", 9]
+    data["audio"]["n_mels"] = 9  # the config agrees with itself; only the program differs
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(CompileError, match=r"networks.decoder.outputs.mel.shape\[2\]: declared 9 = 9, the program returns 8") as err:
         compile_addon(tiny_copy, tmp_path / "out", ["cpu"], progress=False)

@@ -27,7 +27,7 @@ def test_demo_matches_the_reference_on_every_backend(demo_report):
 def test_parity_command_prints_the_table(tiny_compiled, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("Hi.\n\nA second, longer line of text.\n")
-    assert main(["parity", str(tiny_compiled), "--backends", "cpu,onnx-static", "--texts", str(texts)]) == 0
+    assert main(["parity", str(tiny_compiled), "--backend", "cpu,onnx-static", "--texts", str(texts)]) == 0
     out = capsys.readouterr().out
     assert "parity against the eager reference on 2 text(s)" in out
     assert "onnx-static: ONNX Runtime CPUExecutionProvider" in out
@@ -36,7 +36,7 @@ def test_parity_command_prints_the_table(tiny_compiled, tmp_path, capsys):
 
 def test_parity_command_fails_beyond_tolerance(tiny_compiled, monkeypatch, capsys):
     monkeypatch.setattr(parity, "for_backend", lambda backend, device="cpu": Tolerance(atol=0.0, rtol=0.0))
-    assert main(["parity", str(tiny_compiled), "--backends", "onnx"]) == 1
+    assert main(["parity", str(tiny_compiled), "--backend", "onnx"]) == 1
     out = capsys.readouterr().out
     assert "onnx         mel, whole" in out and "FAIL" in out and "check(s) failed" in out
 
@@ -46,7 +46,7 @@ def test_parity_names_the_compile_command_for_a_missing_backend(tiny_addon, tmp_
 
     out = tmp_path / "cpu-only"
     compile_addon(tiny_addon, out, ["cpu"], progress=False)
-    assert main(["parity", str(out), "--backends", "onnx"]) == 2
+    assert main(["parity", str(out), "--backend", "onnx"]) == 2
     assert "run: ttsstack compile SOURCE_ADDON -o" in capsys.readouterr().err
 
 

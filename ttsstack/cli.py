@@ -1,4 +1,11 @@
-"""The ``ttsstack`` command: compile, synthesize, inspect, parity, serve."""
+"""The ttsstack command: compile, synthesize, inspect, parity and serve text-to-speech addons.
+
+Command-line conventions (the same in the benchmarks): list flags have a
+singular name, may be repeated, and each value may be a comma list
+(--backend cpu,onnx is --backend cpu --backend onnx); every option's help
+says its default; speed is shown as RTF (compute time / audio time, lower is
+better) with the speed multiple beside it.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import __version__
 from . import backends  # noqa: F401  (registration)
 from .addon import AddonError, load_addon
-from .audio import write_wav
+from .audio import audio_format_for, write_audio
+from .cliflags import HelpFormatter, ListFlag, add_deprecated_alias, describe_rtf
 from .compiler.driver import ALL, CompileError, compile_addon
 from .compiler.manifest import MANIFEST_FILE, read_manifest
 from .loader import load
+from .outputs import prepare_output_file
 from .parity import DEFAULT_TEXTS, check_parity
+from .plugins import load_plugins
 from .runtime.builder import RuntimeOptions, plan_stack
 from .runtime.registry import BACKENDS, RegistryError
 
-DEMO_ADDON = Path(__file__).resolve().parent.parent / "addons" / "fastpitch-demo" / "addon"
+DEMO_ADDON = Path(__file__).resolve().parent / "demo_addon"
+"""The bundled demo addon (``addons/fastpitch-demo/addon``, shipped in the package as ``ttsstack/demo_addon``)."""
 DEMO_TEXT = "The quick brown fox jumps over the lazy dog. Streaming speech starts before the sentence ends."
+DEFAULT_OUTPUT = Path("speech.wav")
 
 
 def _buckets(text: str) -> dict[str, list[int]]:
@@ -72,7 +85,7 @@ def _serve_limits_defaults():
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Compile an addon for one or more backends."""
-    names = [b for item in args.backend for b in item.split(",")]
+    names = args.backend
     buckets = {k: v for item in args.buckets for k, v in item.items()}
     if ALL in names:
         for name in BACKENDS.names():
@@ -92,21 +105,41 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    """Synthesize text to a WAV (and optionally the mel), printing latency and real-time factor."""
+    """Synthesize text to an audio file (and optionally the mel), printing latency and RTF."""
+    if args.text is None:
+        args.text = DEMO_TEXT
+        print(f"no --text given: speaking the demo sentence {DEMO_TEXT!r}", file=sys.stderr)
+    if args.output is None:
+        args.output = DEFAULT_OUTPUT
+        print(f"no -o given: writing {DEFAULT_OUTPUT}", file=sys.stderr)
+    try:
+        audio_format_for(args.output)  # an unknown suffix is refused before any work
+    except ValueError as exc:
+        raise ValueError(f"-o {exc}") from None
+    if args.mel_out is not None and args.mel_out.suffix != ".npy":
+        raise ValueError(f"--mel-out {args.mel_out}: the mel is saved as a NumPy .npy file; give a name ending in .npy")
+    for flag, path in (("-o", args.output), ("--mel-out", args.mel_out)):
+        if path is not None and (created := prepare_output_file(path, flag)) is not None:
+            print(f"created folder {created} for {flag} {path}", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames))
     loaded = time.perf_counter()
-    result = voice.synthesize_timed(args.text)
-    write_wav(args.output, result.audio, voice.sample_rate)
+    result = voice.synthesize_timed(args.text, speed=args.speed)
+    write_audio(args.output, result.audio, voice.sample_rate)
     if args.mel_out:
         np.save(args.mel_out, result.mel.astype(np.float32))
     seconds = len(result.audio) / voice.sample_rate
     where = BACKENDS.get(args.backend)().placement
-    print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz ({args.backend} backend on {where})")
+    print(f"wrote {args.output}: {seconds:.2f} s of audio at {voice.sample_rate} Hz "
+          f"({args.backend} backend on {where}, {torch.get_num_threads()} torch thread(s))")
+    if args.mel_out:
+        print(f"wrote {args.mel_out}: mel float32 {list(result.mel.shape)} [frames, n_mels]")
     print(
         f"load {loaded - start:.2f} s | first mel chunk {result.first_mel_s * 1000:.0f} ms | "
         f"first audio chunk {result.first_audio_s * 1000:.0f} ms | total {result.total_s:.2f} s | "
-        f"real-time factor {seconds / result.total_s:.1f}x"
+        f"{describe_rtf(result.total_s, seconds)}"
     )
     return 0
 
@@ -194,7 +227,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         manifest = read_manifest(addon.folder)
         print("artifacts:")
         for a in manifest.artifacts:
-            size = (addon.folder / a.file).stat().st_size / 1e6
+            size = manifest.artifact_path(addon.folder, a).stat().st_size / 1e6
             print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
     else:
         print("artifacts: none (source addon; run ttsstack compile)")
@@ -214,53 +247,86 @@ def cmd_parity(args: argparse.Namespace) -> int:
         if not texts:
             print(f"error: {args.texts}: no text in the file (one text per line)", file=sys.stderr)
             return 2
-    names = [b for item in args.backends.split(",") if (b := item.strip())] if args.backends else None
-    report = check_parity(args.compiled, names, texts)
+    report = check_parity(args.compiled, args.backend or None, texts)
     print(report.table())
     return 0 if report.passed else 1
 
 
+def _plugin_flag(parser: argparse.ArgumentParser) -> None:
+    """``--plugin MODULE``: on every command that loads addons (it is acted on before parsing, in :func:`main`)."""
+    parser.add_argument("--plugin", action=ListFlag, default=[], metavar="MODULE",
+                        help="import MODULE first, so the blocks, frontends, vocoders or backends it registers "
+                             "can be named by addons (repeatable; entry points of the installed "
+                             "'ttsstack.plugins' group load too; default: none)")
+
+
+def _chunk_flags(parser: argparse.ArgumentParser) -> None:
+    """``--chunk-frames`` and ``--first-chunk-frames``: the decoder's chunk schedule (``RuntimeOptions``)."""
+    parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
+                        help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
+    parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
+                        help="frames of the first mel chunk (sets the time to first audio)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="ttsstack", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    backends_help = f"backend(s): {', '.join(BACKENDS.names())}, or {ALL}"
+    parser = argparse.ArgumentParser(
+        prog="ttsstack", formatter_class=HelpFormatter, description=__doc__,
+        epilog="Run 'ttsstack COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"ttsstack {__version__} (torch {torch.__version__})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    backends_help = f"backend(s) to compile for: {', '.join(BACKENDS.names())}, or {ALL} (repeatable or comma list)"
 
-    p = sub.add_parser("compile", help="compile an addon into artifacts for backends")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        """A subcommand whose description repeats its one-line help as a sentence."""
+        return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", formatter_class=HelpFormatter)
+
+    p = command("compile", "compile an addon into artifacts for backends")
     p.add_argument("addon", type=Path, help="source addon folder (with addon.yaml)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="compiled addon folder to write")
-    p.add_argument("--backend", action="append", default=None, help=backends_help + " (repeatable; default cpu)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="compiled addon folder to write (required)")
+    p.add_argument("--backend", action=ListFlag, default=["cpu"], metavar="NAME", help=backends_help)
     p.add_argument("--buckets", action="append", type=_buckets, default=[], metavar="DIM=N,N,...",
-                   help="override a dim's shape buckets, e.g. T_text=32,64,128")
+                   help="override a dim's shape buckets, e.g. T_text=32,64,128 (repeat for several dims; "
+                        "default: the addon's dims.<DIM>.buckets)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("synthesize", help="synthesize text to a WAV file")
-    p.add_argument("--addon", type=Path, default=DEMO_ADDON, help="compiled or source addon (default: bundled demo)")
-    p.add_argument("--backend", default="cpu", help="backend to run on (default cpu)")
-    p.add_argument("--text", default=DEMO_TEXT, help="text to speak")
-    p.add_argument("-o", "--output", type=Path, default=Path("speech.wav"), help="WAV file to write")
-    p.add_argument("--mel-out", type=Path, default=None, help="also save the mel as float32 .npy [frames, n_mels]")
-    p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
-    p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
+    p = command("synthesize", "synthesize text to an audio file, printing latency and RTF")
+    p.add_argument("--addon", type=Path, default=DEMO_ADDON,
+                   help="compiled or source addon folder (default: the bundled fastpitch-demo)")
+    p.add_argument("--backend", default="cpu", metavar="NAME", help=f"backend to run on: {', '.join(BACKENDS.names())}")
+    p.add_argument("--text", default=None, help=f"text to speak (default: the demo sentence {DEMO_TEXT!r})")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help=f"audio file to write; its suffix picks the format: .wav, .flac, .ogg or .mp3; "
+                        f"a missing folder is created (default: {DEFAULT_OUTPUT})")
+    p.add_argument("--mel-out", type=Path, default=None, metavar="FILE.npy",
+                   help="also save the mel as float32 .npy [frames, n_mels] (default: not saved)")
+    p.add_argument("--speed", type=float, default=1.0, help="speaking rate: 2.0 speaks twice as fast")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help=f"PyTorch intra-op threads (default: PyTorch's, {torch.get_num_threads()} here); "
+                        "the README's latency numbers use 1")
+    _chunk_flags(p)
+    _plugin_flag(p)
     p.set_defaults(func=cmd_synthesize)
 
     limits = _serve_limits_defaults()
-    p = sub.add_parser("serve", help="serve addons over HTTP (OpenAI-compatible /v1/audio/speech)")
+    p = command("serve", "serve addons over HTTP (OpenAI-compatible /v1/audio/speech)")
     p.add_argument("--addon", action="append", metavar="DIR[:BACKEND]",
-                   help="addon to serve, on BACKEND (default cpu); repeat for several (default: bundled demo)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one (default 8000)")
-    p.add_argument("--max-concurrent", type=_positive, default=limits.max_concurrent,
-                   help=f"syntheses running at once per addon (default {limits.max_concurrent})")
-    p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue,
-                   help=f"requests waiting per addon before 429 (default {limits.max_queue})")
-    p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars,
-                   help=f"longest input text, longer is 413 (default {limits.max_input_chars})")
-    p.add_argument("--max-body-bytes", type=_positive, default=limits.max_body_bytes,
-                   help=f"largest request body, larger is 413 (default {limits.max_body_bytes})")
-    p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s,
-                   help=f"Retry-After seconds of a 429 (default {limits.retry_after_s})")
+                   help="addon to serve, on BACKEND (default cpu); repeat for several (default: the bundled demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one")
+    p.add_argument("--max-concurrent", type=_positive, default=limits.max_concurrent, metavar="N",
+                   help="syntheses running at once per addon")
+    p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue, metavar="N",
+                   help="requests waiting per addon before 429")
+    p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars, metavar="N",
+                   help="longest 'input' text of a request; longer is 413")
+    p.add_argument("--max-body-bytes", type=_positive, default=limits.max_body_bytes, metavar="N",
+                   help="largest request body; larger is 413 before it is parsed")
+    p.add_argument("--retry-after", type=_positive, default=limits.retry_after_s, metavar="SECONDS",
+                   help="Retry-After seconds of a 429")
     p.add_argument("--send-timeout", type=_seconds, default=limits.send_timeout_s, metavar="SECONDS",
                    help="cut a response whose client has read nothing for this long, freeing its slot "
                         f"(default {limits.send_timeout_s:g})")
@@ -280,32 +346,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None,
                    help=f"require 'Authorization: Bearer KEY' on every endpoint but /healthz and /readyz "
                         f"(default: ${API_KEY_ENV}, else none)")
-    p.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames)
-    p.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames)
+    _chunk_flags(p)
     p.add_argument("--threads", type=_positive, default=None,
                    help="PyTorch intra-op threads (default: cores / streams at once, so streams do not oversubscribe)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("inspect", help="show an addon's networks, dims, blocks, artifacts and this host's backends")
-    p.add_argument("addon", type=Path)
+    p = command("inspect", "show an addon's networks, dims, blocks, artifacts and this host's backends")
+    p.add_argument("addon", type=Path, help="source or compiled addon folder")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("parity", help="compare every backend of a compiled addon with the eager reference")
+    p = command("parity", "compare every backend of a compiled addon with the eager reference")
     p.add_argument("compiled", type=Path, help="compiled addon folder (with manifest.yaml)")
-    p.add_argument("--backends", default=None, metavar="B,B,...",
-                   help="backends to check (default: every compiled backend available on this host)")
+    p.add_argument("--backend", action=ListFlag, default=[], metavar="NAME",
+                   help="backend to check (repeatable or comma list; default: every compiled backend available here)")
+    add_deprecated_alias(p, "--backends", "--backend", dest="backend")
     p.add_argument("--texts", type=Path, default=None, metavar="FILE",
                    help="texts to synthesize, one per line (default: a short, a medium and a long sentence)")
+    _plugin_flag(p)
     p.set_defaults(func=cmd_parity)
     return parser
 
 
+def _plugins_in(argv: list[str]) -> list[str]:
+    """The ``--plugin`` values of ``argv``, read before the real parse (plugins may add backends to its help)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action=ListFlag, default=[])
+    return pre.parse_known_args(argv)[0].plugin
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ttsstack`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_plugins(_plugins_in(argv))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
-    if getattr(args, "backend", None) is None:
-        args.backend = ["cpu"]
     try:
         return args.func(args)
     except (AddonError, RegistryError, ValueError, RuntimeError, OSError) as exc:

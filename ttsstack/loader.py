@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from .addon import ADDON_FILE, load_addon
@@ -25,7 +26,9 @@ def ensure_compiled(folder: str | Path, backend: str, progress: bool = True) -> 
     """A compiled addon for ``folder``: itself when compiled, else a cached compile of it.
 
     The cache folder is keyed by the source folder's absolute path; the
-    compiler's own job keys make a recompile of an unchanged addon free.
+    compiler's own job keys make a recompile of an unchanged addon free, and
+    an edited one is recompiled (or, for ``eager``, its programs recopied).
+    With ``progress``, a cache hit says so in one line instead of a bar.
     """
     folder = Path(folder)
     if (folder / MANIFEST_FILE).is_file():
@@ -33,10 +36,9 @@ def ensure_compiled(folder: str | Path, backend: str, progress: bool = True) -> 
     load_addon(folder)  # a clear error when it is not an addon at all
     tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
     out = cache_root() / f"{folder.resolve().name}-{tag}"
-    if backend != "eager":
-        compile_addon(folder, out, [backend], progress=progress)
-    elif not (out / ADDON_FILE).is_file():
-        compile_addon(folder, out, [], progress=progress)
+    report = compile_addon(folder, out, [] if backend == "eager" else [backend], progress=progress)
+    if progress and not report.compiled:
+        print(f"{folder} [{backend}]: compiled artifacts cached in {out}, nothing to compile", file=sys.stderr)
     return out
 
 

@@ -99,7 +99,11 @@ def test_metrics_count_requests_latency_and_speed(server):
     assert metric(server, "ttsstack_requests_total", model="", status="404") >= 1
     assert metric(server, "ttsstack_streams_total", model="tiny", outcome="completed") == completed + 1
     assert metric(server, "ttsstack_time_to_first_audio_seconds_count", model="tiny") >= 1
-    assert metric(server, "ttsstack_real_time_factor_count", model="tiny") >= 1
+    assert metric(server, "ttsstack_real_time_factor_count", model="tiny") >= 1  # deprecated, kept one release
+    rtf_sum, multiple_sum = (metric(server, f"ttsstack_{m}_sum", model="tiny") for m in ("rtf", "speed_multiple"))
+    assert metric(server, "ttsstack_rtf_count", model="tiny") == metric(server, "ttsstack_speed_multiple_count", model="tiny") >= 1
+    assert rtf_sum > 0 and multiple_sum > 0
+    assert metric(server, "ttsstack_real_time_factor_sum", model="tiny") == pytest.approx(multiple_sum)
     assert metric(server, "ttsstack_active_streams", model="tiny") == 0
     assert metric(server, "ttsstack_queue_depth", model="tiny-faulty") == 0
     text = httpx.get(f"{server}/metrics").text

@@ -1,4 +1,4 @@
-"""PCM16 WAV output: sample conversion, a header for streamed responses, and files."""
+"""Audio output: PCM16 conversion, a WAV header for streamed responses, and files (WAV, FLAC, Ogg, MP3)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ UNKNOWN_SIZE = 0xFFFFFFFF
 """RIFF and data chunk size written when the length of a stream is not known yet."""
 
 _HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+
+AUDIO_SUFFIXES = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+                  ".mp3": ("MP3", "MPEG_LAYER_III")}
+"""File suffix -> (libsndfile format, subtype) of the audio files ttsstack writes."""
 
 
 def float_to_pcm16(audio: np.ndarray) -> bytes:
@@ -56,3 +60,26 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
     if audio.ndim != 1:
         raise ValueError(f"audio must be 1-D (mono), got shape {audio.shape}")
     soundfile.write(os.fspath(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+
+
+def audio_format_for(path: str | os.PathLike) -> tuple[str, str]:
+    """The (format, subtype) that the suffix of ``path`` asks for; a ValueError naming the suffix otherwise.
+
+    Only formats this host's libsndfile can write are accepted (MP3 needs
+    libsndfile 1.1 or later), so a refused suffix is refused before any work.
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    writable = {s: f for s, f in AUDIO_SUFFIXES.items() if f[0] in soundfile.available_formats()}
+    if suffix not in writable:
+        what = f"suffix '{suffix}'" if suffix else "no suffix"
+        raise ValueError(f"{os.fspath(path)}: {what}; audio files are written as {', '.join(writable)}")
+    return writable[suffix]
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio to ``path`` in the format its suffix names (see :func:`audio_format_for`)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-D (mono), got shape {audio.shape}")
+    fmt, subtype = audio_format_for(path)
+    soundfile.write(os.fspath(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype, format=fmt)

@@ -246,10 +246,9 @@ def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: 
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
     loaded = _Programs(compiled)
-    bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress)
+    bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress, delay=0.5)  # no bar when all are cached
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"
-        bar.set_postfix_str(job)
         net_spec = spec.networks[net]
         toolchain = backend.toolchain()
         settings = backend.settings()
@@ -259,6 +258,7 @@ def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: 
             entries.append(old)
             report.reused.append(job)
             continue
+        bar.set_postfix_str(job)
         try:
             program = loaded.get(net)
             rel, details, sha = _compile_job(net, net_spec, program, backend, spec.dims, bucket, compiled.network_file(net), out)

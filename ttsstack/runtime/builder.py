@@ -48,6 +48,8 @@ class BuildContext:
     runners: Mapping[str, NetworkRunner]
     variants: Mapping[str, type] = field(default_factory=dict)
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    read_names: set[str] = field(default_factory=set)
+    """Filled by :func:`build_stack`: every tensor a block of the stack reads."""
 
     def build(self, raw: Any, path: str) -> Block:
         """Build one block (and, recursively, its children) from its config dict."""
@@ -102,6 +104,7 @@ def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str, Any]:
             f"{root.label}: the stack must end in frames [1, T, C], but it ends in '{out}' of rank "
             f"{wiring.tensors[out].rank}; a vocoder network goes in the addon's `vocoder:` entry, not in the stack"
         )
+    ctx.read_names = wiring.read_names
     return root, out, build_vocoder(ctx, wiring, out)
 
 

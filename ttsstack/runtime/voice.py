@@ -16,12 +16,16 @@ from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
 from .network import NetworkRunner
 from .speakers import SpeakerChoice, speaker_tensors
+from .tempo import resample_time
 
 
 WHOLE_TEXT_MAX_CHARS = 10_000
 """Longest text the whole-result calls (:meth:`Voice.synthesize`, :meth:`Voice.synthesize_audio`) take by
 default: their result grows with the text (about 15 MB of float audio and twice that at the peak per 1,000
 characters at 22,050 Hz), while :meth:`Voice.stream_audio` holds one chunk whatever the length."""
+
+WARMUP_PASSES = 2
+"""Dummy runs of the stack at load: TorchScript's profiling executor optimizes a network on its second call."""
 
 
 class Voice:
@@ -56,6 +60,8 @@ class Voice:
         ctx = BuildContext(spec, runners, variants or {}, self.options)
         self.root, self.output, self.vocoder = build_stack(ctx)
         self.channels = _stream_channels(spec, self.output)
+        self.stack_reads_speed = SPEED in ctx.read_names
+        """Whether a block applies ``speed`` (the Upsampler does); else :meth:`stream` resamples the mel."""
         self.max_tokens = _max_tokens(spec, self.runners)
 
     @property
@@ -63,21 +69,27 @@ class Voice:
         """Audio samples per second."""
         return self.spec.audio.sample_rate
 
-    def warmup(self) -> None:
-        """Produce one chunk of mel and audio from a short dummy input, so first-call costs are paid now.
+    def warmup(self, passes: int = WARMUP_PASSES) -> None:
+        """Run the frontend once and the stack ``passes`` times on a short dummy input, so first-call costs are paid now.
 
-        TorchScript and ONNX Runtime optimise on their first calls; doing that
-        at load keeps it out of the first request's latency.
+        TorchScript's profiling executor runs a network's first call to record
+        shapes and compiles its optimized plan on the second; ONNX Runtime and
+        the frontend (espeak-ng's data) also pay on their first calls. One pass
+        left the optimizing call to the first request (the demo on one thread:
+        first mel chunk 59 ms on the first call, 16 ms later); two passes and
+        one frontend call bring the first call to the later ones' time.
         """
+        list(self.frontend.pieces("Hello.", self.max_tokens))
         tokens = torch.zeros(1, min(16, self.max_tokens), dtype=torch.int64)
-        with torch.inference_mode():
-            stream = self.root.stream({"tokens": tokens, **self._call_controls(1.0, None)}, None)
-            first = next(stream, None)
-            stream.close()
-        if first is not None:
-            audio = self.vocoder.stream([first[0].numpy()])
-            next(audio, None)
-            audio.close()
+        for _ in range(passes):
+            with torch.inference_mode():
+                stream = self.root.stream({"tokens": tokens, **self._call_controls(1.0, None)}, None)
+                first = next(stream, None)
+                stream.close()
+            if first is not None:
+                audio = self.vocoder.stream([first[0].numpy()])
+                next(audio, None)
+                audio.close()
 
     def _call_controls(self, speed: float, speaker: SpeakerChoice) -> dict[str, torch.Tensor]:
         """The per-call tensors every utterance starts with besides ``tokens``."""
@@ -112,9 +124,16 @@ class Voice:
                 yield from self._piece(part, controls)
 
     def stream(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
-        """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded."""
-        for chunk in self._mel_tensors(text, speed, speaker):
-            yield chunk[0].numpy()
+        """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded.
+
+        When no block of the stack reads ``speed`` (an attention decoder has
+        no durations to divide), the frames are resampled along time instead
+        (:func:`~ttsstack.runtime.tempo.resample_time`), so every addon honours it.
+        """
+        chunks = (chunk[0].numpy() for chunk in self._mel_tensors(text, speed, speaker))
+        if speed != 1.0 and not self.stack_reads_speed:
+            chunks = resample_time(chunks, speed)
+        yield from chunks
 
     def synthesize(
         self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS

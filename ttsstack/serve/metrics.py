@@ -10,8 +10,14 @@
   timeout) or ``failed`` inside the synthesis.
 - ``ttsstack_time_to_first_audio_seconds{model}``: from the request reaching
   the route (queue wait included) to its first audio chunk being ready.
-- ``ttsstack_real_time_factor{model}``: seconds of audio per second of
-  synthesis (queue wait excluded), per completed stream.
+- ``ttsstack_rtf{model}``: real-time factor as the field uses it, seconds of
+  synthesis (queue wait excluded) per second of audio, per completed stream;
+  lower is better, below 1 is faster than real time.
+- ``ttsstack_speed_multiple{model}``: its inverse, seconds of audio per second
+  of synthesis ("4x faster than real time"), per completed stream.
+- ``ttsstack_real_time_factor{model}``: DEPRECATED, to be removed in the next
+  release: the same values as ``ttsstack_speed_multiple`` under a name that
+  reads as the usual RTF but is its inverse. Dashboards move to ``ttsstack_rtf``.
 - ``ttsstack_active_streams{model}``, ``ttsstack_queue_depth{model}``: live
   syntheses and requests waiting for a slot.
 - ``process_*``: the server's resident memory, CPU time, open files (Linux).
@@ -30,7 +36,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The ``Content-Type`` of :meth:`ServerMetrics.render`."""
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0)
-_RTF_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+_SPEED_MULTIPLE_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+_RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 
 
 class ServerMetrics:
@@ -50,15 +57,32 @@ class ServerMetrics:
             "ttsstack_time_to_first_audio_seconds", "Request arrival to first audio chunk ready, queue wait included.",
             ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
-        self.real_time_factor = Histogram(
-            "ttsstack_real_time_factor", "Seconds of audio per second of synthesis, per completed stream.",
-            ["model"], buckets=_RTF_BUCKETS, registry=self.registry,
+        self.rtf = Histogram(
+            "ttsstack_rtf", "Real-time factor: seconds of synthesis per second of audio (lower is better), "
+            "per completed stream.", ["model"], buckets=_RTF_BUCKETS, registry=self.registry,
+        )
+        self.speed_multiple = Histogram(
+            "ttsstack_speed_multiple", "Seconds of audio per second of synthesis (times faster than real time), "
+            "per completed stream.", ["model"], buckets=_SPEED_MULTIPLE_BUCKETS, registry=self.registry,
+        )
+        self.deprecated_real_time_factor = Histogram(
+            "ttsstack_real_time_factor", "DEPRECATED (removed in the next release; use ttsstack_rtf or "
+            "ttsstack_speed_multiple): seconds of audio per second of synthesis, per completed stream.",
+            ["model"], buckets=_SPEED_MULTIPLE_BUCKETS, registry=self.registry,
         )
         active = Gauge("ttsstack_active_streams", "Syntheses running.", ["model"], registry=self.registry)
         queued = Gauge("ttsstack_queue_depth", "Requests waiting for a synthesis slot.", ["model"], registry=self.registry)
         for name, gate in gates.items():
             active.labels(name).set_function(lambda gate=gate: gate.active)
             queued.labels(name).set_function(lambda gate=gate: gate.waiting)
+
+    def observe_speed(self, model: str, audio_s: float, synthesis_s: float) -> None:
+        """Record one completed stream's speed: its RTF, speed multiple and the deprecated metric."""
+        if audio_s <= 0 or synthesis_s <= 0:
+            return
+        self.rtf.labels(model).observe(synthesis_s / audio_s)
+        self.speed_multiple.labels(model).observe(audio_s / synthesis_s)
+        self.deprecated_real_time_factor.labels(model).observe(audio_s / synthesis_s)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -181,8 +181,7 @@ class SpeechStream(Response):
         name = self.model.name
         self.metrics.streams.labels(name, "completed").inc()
         elapsed = time.perf_counter() - started
-        if samples and elapsed > 0:
-            self.metrics.real_time_factor.labels(name).observe(samples / self.model.voice.sample_rate / elapsed)
+        self.metrics.observe_speed(name, samples / self.model.voice.sample_rate, elapsed)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = {

@@ -68,6 +68,8 @@ class Wiring:
 
     def __init__(self, initial: dict[str, TensorInfo]):
         self.tensors = dict(initial)
+        self.read_names: set[str] = set()
+        """Every tensor some block reads (the Voice resamples the mel itself when no block reads ``speed``)."""
 
     def read(self, path: str, name: str, rank: int | None = None, dtype: str | None = None) -> TensorInfo:
         """Check that ``name`` is written before ``path`` reads it, with the expected rank/dtype."""
@@ -76,6 +78,7 @@ class Wiring:
             known = ", ".join(sorted(self.tensors)) or "(none)"
             raise StackError(f"{path}: reads tensor '{name}', which nobody writes; written before it: {known}")
         _expect(path, name, info, rank, dtype)
+        self.read_names.add(name)
         return info
 
     def write(self, path: str, name: str, info: TensorInfo) -> None:
