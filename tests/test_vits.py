@@ -125,12 +125,16 @@ def test_upsampler_is_the_vits_alignment_path(eager, library):
     assert torch.equal(frames[:, :flow_size], latents[0].T)
 
 
-def test_voice_audio_equals_the_library_waveform(eager, library):
-    """End to end on the eager backend: text, Encoders, Upsampler, the streamed waveform network = ``VitsModel.forward``."""
+@pytest.mark.parametrize("speed", [1.0, 1.7])
+def test_voice_audio_equals_the_library_waveform(eager, library, speed):
+    """End to end on the eager backend: text, Encoders, Upsampler, the streamed waveform network = ``VitsModel.forward``.
+
+    ``speed`` reaches the text network (the library's ``speaking_rate``); the mel is not resampled.
+    """
     text = "The quick brown fox."
     (tokens,) = eager.frontend.pieces(text, eager.max_tokens)
-    want, _ = library_run(library, eager.spec, tokens)
-    got = torch.from_numpy(eager.synthesize_audio(text)).unsqueeze(0)
+    want, _ = library_run(library, eager.spec, tokens, speed=speed)
+    got = torch.from_numpy(eager.synthesize_audio(text, speed=speed)).unsqueeze(0)
     assert got.shape == want.shape
     assert STREAMING.passes((got - want).abs().max().item(), want.abs().max().item())
 
