@@ -20,6 +20,7 @@ from ttsstack.compiler import compile_addon
 from . import neuron_emulator
 from .tiny_addon import build_tiny_addon
 from .tiny_tacotron import build_tiny_tacotron
+from .tiny_transformer import build_transformer_addon
 from .tiny_vocoder import add_tiny_vocoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,6 +120,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def transformer_addon(tmp_path_factory) -> Path:
+    """The tiny addon with a transformer decoder (attention, sliced positions, a flow): no trace holds it."""
+    return build_transformer_addon(tmp_path_factory.mktemp("tiny-transformer") / "addon")
+
+
+@pytest.fixture(scope="session")
+def transformer_compiled(transformer_addon, tmp_path_factory) -> Path:
+    """The transformer addon compiled for every test backend (its decoder takes the cpu backend's AOTInductor route)."""
+    out = tmp_path_factory.mktemp("tiny-transformer-compiled") / "compiled"
+    compile_addon(transformer_addon, out, TEST_BACKENDS, progress=False)
+    return out
 
 
 @pytest.fixture(scope="session")

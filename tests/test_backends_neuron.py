@@ -80,3 +80,55 @@ def test_missing_torch_neuronx_makes_the_backend_unavailable(tiny_compiled, monk
 def test_real_neuron_matches_the_reference(tiny_compiled):
     report = check_parity(tiny_compiled, ["neuron"])
     assert report.passed, report.table()
+
+
+def test_compiler_args_are_explicit_and_recorded(tiny_compiled):
+    entries = read_manifest(tiny_compiled).for_backend("neuron")
+    assert {a.settings["compiler_args"] for a in entries} == {"--auto-cast none --optlevel 2"}
+
+
+def test_emulator_checks_compiler_args_like_neuronx_cc():
+    module = torch.nn.Linear(4, 2)
+    with pytest.raises(RuntimeError, match=r"unrecognized arguments: --fast-math"):
+        trace(module, (torch.zeros(1, 3, 4),), compiler_args=["--fast-math"])
+    with pytest.raises(RuntimeError, match=r"argument --auto-cast: invalid choice: 'most'"):
+        trace(module, (torch.zeros(1, 3, 4),), compiler_args="--auto-cast most")
+
+
+def test_without_auto_cast_none_matrix_products_lose_fp32_precision():
+    """neuronx-cc's default casts matmuls to bf16: what the tolerances' fp32 claim relies on being switched off."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(64, 64).eval()
+    x = torch.randn(1, 8, 64)
+    want = module(x)
+    fp32 = trace(module, (x,), compiler_args=["--auto-cast", "none"])(x)
+    default = trace(module, (x,))(x)
+    assert (fp32 - want).abs().max().item() <= 1e-5
+    assert (default - want).abs().max().item() > 1e-3
+
+
+def test_compiler_settings_change_the_cache_key(tiny_addon, tmp_path):
+    assert NeuronBackend(precision="bf16").settings() == {"compiler_args": "--auto-cast all --auto-cast-type bf16 --optlevel 2"}
+    with pytest.raises(BackendError, match=r"precision 'int3' is not one of fp32, bf16, fp16"):
+        NeuronBackend(precision="int3")
+    out = tmp_path / "out"
+    compile_addon(tiny_addon, out, ["neuron"], buckets={"T_text": [16], "T_frames": [32]}, progress=False)
+    keys = {a.key for a in read_manifest(out).artifacts}
+    from ttsstack.runtime.registry import BACKENDS
+
+    class Optlevel3Neuron(NeuronBackend):
+        """The neuron backend at another optimization level."""
+
+        def __init__(self):
+            super().__init__(optlevel=3)
+
+    original = BACKENDS.get("neuron")
+    BACKENDS.unregister("neuron")
+    BACKENDS.register("neuron")(Optlevel3Neuron)
+    try:
+        report = compile_addon(tiny_addon, out, ["neuron"], buckets={"T_text": [16], "T_frames": [32]}, progress=False)
+    finally:
+        BACKENDS.unregister("neuron")
+        BACKENDS.register("neuron")(original)
+    assert report.compiled and not report.reused  # new flags, new artifacts
+    assert keys.isdisjoint(a.key for a in read_manifest(out).artifacts)

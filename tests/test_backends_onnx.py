@@ -166,3 +166,19 @@ def test_cuda_graph_runner_rebinds_memory_after_another_caller(tiny_tacotron_com
     for got, memory in zip(interleaved, (fixed, other, fixed, other)):
         want = _plain_steps(spec, session, memory, states, 1)[0]
         assert all(torch.equal(got[name], want[name]) for name in want)
+
+
+def test_cuda_sessions_turn_tf32_off(monkeypatch, tmp_path):
+    """The accelerator tolerance assumes fp32 matrix products: the CUDA provider is asked for no TF32."""
+    import onnxruntime
+
+    from ttsstack.backends.onnx import CUDA, ort_session
+
+    asked = {}
+
+    def record(path, options, providers):
+        asked["providers"] = providers
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", record)
+    ort_session(tmp_path / "x.onnx", CUDA, {"enable_cuda_graph": "1"})
+    assert asked["providers"][0] == (CUDA, {"use_tf32": "0", "enable_cuda_graph": "1"})

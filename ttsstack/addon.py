@@ -3,8 +3,10 @@
 An addon is a folder holding ``addon.yaml`` and one ``torch.export`` program
 (``.pt2``) per named network. This module is the format and nothing else: it
 imports no other part of ttsstack but :mod:`ttsstack.recurrent` (the operators
-a program may contain, which imports only torch), so authoring tools and the
-runtime share one definition of what a valid addon is.
+a program may contain), :mod:`ttsstack.pt2` (reading a program without
+running its author's code) and :mod:`ttsstack.yamlfile` (bounded YAML), which
+import only torch and yaml, so authoring tools and the runtime share one
+definition of what a valid addon is.
 
 Every validation error is an :class:`AddonError` whose message starts with the
 dotted path of the offending entry (``networks.decoder.inputs.frames.shape[1]:
@@ -21,7 +23,9 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .pt2 import ProgramFileError, read_program
 from .recurrent import recurrent_as_ops
+from .yamlfile import YamlError, load_yaml
 
 ADDON_FILE = "addon.yaml"
 FORMAT_VERSION = 1
@@ -32,6 +36,10 @@ DTYPES: dict[str, torch.dtype] = {
     "int32": torch.int32,
     "bool": torch.bool,
 }
+MAX_SAMPLE_RATE = 384_000
+MAX_N_FFT = 1 << 15  # the STFT and filterbank sizes scale with it
+MAX_N_MELS = 512
+MAX_DIM = 1 << 20  # largest value of a named dim (a million frames is over three hours of audio)
 
 
 class AddonError(ValueError):
@@ -119,7 +127,7 @@ class NetworkSpec(_Strict):
 class DimSpec(_Strict):
     """A named dynamic dim: its largest value and the sizes static backends compile."""
 
-    max: int = Field(gt=0)
+    max: int = Field(gt=0, le=MAX_DIM)
     buckets: list[int] | None = None
 
     @model_validator(mode="after")
@@ -138,15 +146,38 @@ class DimSpec(_Strict):
 
 
 class AudioSpec(_Strict):
-    """Mel and waveform settings the networks were trained with."""
+    """Mel and waveform settings the networks were trained with.
 
-    sample_rate: int = Field(gt=0)
+    Bounded so that a config cannot make the vocoder allocate without limit
+    (``n_fft`` sizes the STFT and the mel filterbank), and consistent the way
+    the mel analysis needs: ``hop_length <= win_length <= n_fft``, ``n_mels``
+    at most the ``n_fft // 2 + 1`` frequency bins, ``0 <= fmin < fmax <=
+    sample_rate / 2``.
+    """
+
+    sample_rate: int = Field(gt=0, le=MAX_SAMPLE_RATE)
     hop_length: int = Field(gt=0)
     win_length: int = Field(gt=0)
-    n_fft: int = Field(gt=0)
-    n_mels: int = Field(gt=0)
-    fmin: float = 0.0
+    n_fft: int = Field(gt=0, le=MAX_N_FFT)
+    n_mels: int = Field(gt=0, le=MAX_N_MELS)
+    fmin: float = Field(default=0.0, ge=0)
     fmax: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AudioSpec":
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length: {self.win_length} exceeds n_fft {self.n_fft}")
+        if self.hop_length > self.win_length:
+            raise ValueError(f"hop_length: {self.hop_length} exceeds win_length {self.win_length} (frames would leave gaps)")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise ValueError(f"n_mels: {self.n_mels} exceeds the {self.n_fft // 2 + 1} frequency bins of n_fft {self.n_fft}")
+        nyquist = self.sample_rate / 2
+        fmax = nyquist if self.fmax is None else self.fmax
+        if fmax > nyquist:
+            raise ValueError(f"fmax: {fmax} exceeds the Nyquist frequency sample_rate / 2 = {nyquist}")
+        if self.fmin >= fmax:
+            raise ValueError(f"fmin: {self.fmin} must be below fmax {fmax}")
+        return self
 
 
 class FrontendSpec(BaseModel):
@@ -274,8 +305,11 @@ class Addon:
         return path
 
     def load_program(self, name: str) -> torch.export.ExportedProgram:
-        """The network's ``torch.export`` program."""
-        return torch.export.load(str(self.network_file(name)))
+        """The network's ``torch.export`` program, read as untrusted input (:func:`~ttsstack.pt2.read_program`)."""
+        try:
+            return read_program(self.network_file(name))
+        except ProgramFileError as exc:
+            raise AddonError(f"networks.{name}.file: {exc}") from None
 
 
 def load_addon(folder: str | Path) -> Addon:
@@ -285,9 +319,9 @@ def load_addon(folder: str | Path) -> Addon:
     if not path.is_file():
         raise AddonError(f"{folder}: not an addon folder (no {ADDON_FILE})")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise AddonError(f"{path}: not valid YAML: {exc}") from None
+        data = load_yaml(path.read_text(), str(path))
+    except (YamlError, UnicodeDecodeError) as exc:
+        raise AddonError(str(exc) if isinstance(exc, YamlError) else f"{path}: not UTF-8 text: {exc}") from None
     if not isinstance(data, dict):
         raise AddonError(f"{path}: expected a mapping at the top level")
     addon = Addon(folder, parse_spec(data, str(path)))

@@ -50,15 +50,19 @@ def load(
     """Load an addon on ``backend`` and build its stack, checking everything first.
 
     ``folder`` is a compiled addon (with ``manifest.yaml``), or, when
-    ``compile_if_needed``, a source addon compiled into the cache first. Every
-    artifact is checked against its sha256 and the toolchain that made it.
+    ``compile_if_needed``, a source addon compiled into the cache first. Its
+    ``addon.yaml`` and every artifact are checked against their sha256 (which
+    proves integrity, not authorship: a compiled folder holds programs, so
+    load only folders you compiled or trust) and every artifact against the
+    toolchain that made it; no artifact path may leave the folder.
     With ``warmup`` the stack runs once on a dummy input before returning.
     """
     folder = Path(folder)
     if compile_if_needed:
         folder = ensure_compiled(folder, backend)
-    addon = load_addon(folder)
     manifest = read_manifest(folder)
+    verify_file(folder / ADDON_FILE, manifest.config_sha256, f"{folder}/{MANIFEST_FILE}: config_sha256")
+    addon = load_addon(folder)
     backend_obj = BACKENDS.get(backend)()
     reason = backend_obj.unavailable_reason()
     if reason:
@@ -75,14 +79,14 @@ def load(
                 f"run: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
             )
         for entry in entries:
-            problem = backend_obj.incompatibility(entry.toolchain)
+            problem = backend_obj.incompatibility(entry.toolchain) or backend_obj.host_problem(entry.details)
             if problem:
                 raise BackendError(
                     f"{folder}: '{backend}' artifact of network '{name}' cannot be loaded: {problem}; "
                     f"recompile with: ttsstack compile SOURCE_ADDON -o {folder} --backend {backend}"
                 )
-            verify_file(folder / entry.file, entry.sha256, f"{folder}/{MANIFEST_FILE}: {name} [{backend}]")
-        artifacts = [Artifact(folder / e.file, e.bucket) for e in entries]
+            verify_file(manifest.artifact_path(folder, entry), entry.sha256, f"{folder}/{MANIFEST_FILE}: {name} [{backend}]")
+        artifacts = [Artifact(manifest.artifact_path(folder, e), e.bucket, e.details) for e in entries]
         runners[name] = backend_obj.load(NetworkArtifacts(name, spec, program, artifacts))
     voice = Voice(addon.spec, runners, backend_obj.block_variants, options, backend=backend)
     if warmup:

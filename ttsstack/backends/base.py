@@ -31,6 +31,7 @@ class Artifact:
 
     path: Path
     bucket: dict[str, int] | None = None
+    details: dict[str, str] = field(default_factory=dict)  # what compile() returned: route, instruction set, ...
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Backend(ABC):
     name: ClassVar[str]
     static: ClassVar[bool] = False
     suffix: ClassVar[str] = ""
+    route_suffix: ClassVar[dict[str, str]] = {}
     block_variants: ClassVar[dict[str, type]] = {}
 
     @classmethod
@@ -82,6 +84,22 @@ class Backend(ABC):
                 return f"artifacts were made with {lib} {version}, this host has {lib} {have}"
         return None
 
+    def settings(self) -> dict[str, str]:
+        """Compile settings besides the toolchain that change an artifact (compiler flags); part of the cache key."""
+        return {}
+
+    def routes(self, spec: NetworkSpec) -> list[str | None]:
+        """The ways to compile a network, in the order the compiler tries them (the next after a failed validation)."""
+        return [None]
+
+    def suffix_for(self, route: str | None) -> str:
+        """The artifact file suffix of a route."""
+        return self.route_suffix.get(route, self.suffix) if route else self.suffix
+
+    def host_problem(self, details: dict[str, str]) -> str | None:
+        """Why this host cannot run an artifact compiled with these ``details`` (the manifest's), or None."""
+        return None
+
     def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
         """The shape buckets to compile for: ``[None]`` (one dynamic artifact) unless static."""
         return [None]
@@ -94,8 +112,13 @@ class Backend(ABC):
         dims: dict[str, DimSpec],
         bucket: dict[str, int] | None,
         out: Path,
-    ) -> None:
-        """Write the artifact of ``program`` for ``bucket`` (None: dynamic up to each dim's max) to ``out``."""
+        route: str | None = None,
+    ) -> dict[str, str] | None:
+        """Write the artifact of ``program`` for ``bucket`` (None: dynamic up to each dim's max) to ``out``.
+
+        ``route`` is one of :meth:`routes`. Returns details to record in the
+        manifest (the route taken, what the artifact needs of a host), or None.
+        """
 
     @abstractmethod
     def load(self, network: NetworkArtifacts) -> NetworkRunner:

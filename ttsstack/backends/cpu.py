@@ -1,50 +1,143 @@
-"""The ``cpu`` backend: TorchScript traced from the exported program, dynamic shapes."""
+"""The ``cpu`` backend: TorchScript where a trace holds the shapes, else AOTInductor; dynamic shapes.
+
+Two routes, tried in a fixed order for every network (the compiler validates
+each artifact at several lengths right after it is written and moves on to the
+next route when validation fails):
+
+1. ``torchscript``: ``torch.jit.trace`` of ``ExportedProgram.module()``,
+   frozen. Fast to build and loadable by any libtorch host. A trace records
+   ATen ops for one example, so every size the graph computes from its inputs
+   (an attention reshape, a position table sliced to the length) becomes a
+   constant: transformers, conformers and flows fail validation here.
+2. ``aotinductor``: ``torch._inductor.aoti_compile_and_package`` of the
+   exported program itself, dims kept symbolic, to a ``.pt2`` package of
+   native code loaded with ``torch._inductor.aoti_load_package``. It takes
+   every network ``torch.export`` takes, and costs seconds to a minute of C++
+   compilation per network. The code is built for a portable instruction-set
+   level (``-march=x86-64-v3`` on an AVX2 host, ``x86-64-v4`` on AVX-512)
+   rather than the build host's exact CPU; the manifest records the machine,
+   the vector ISA and the torch version, and a host that cannot run the
+   artifact refuses it at load with the reason.
+
+ttsstack's recurrent operators are lowered to their ATen kernels before the
+trace (``aten::lstm`` keeps the time axis dynamic); AOTInductor calls them
+through the dispatcher, where :mod:`ttsstack.recurrent` registers them.
+"""
 
 from __future__ import annotations
 
+import functools
+import io
+import platform
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from ..runtime.registry import BACKENDS
-from .base import Backend, ModuleRunner, NetworkArtifacts, example_inputs
+from .base import Backend, BackendError, ModuleRunner, NetworkArtifacts, example_inputs
 from .lowering import lower_to_aten
 
 TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the graph
+TORCHSCRIPT = "torchscript"
+AOTINDUCTOR = "aotinductor"
+# Portable x86-64 levels for the vector ISA inductor picks: the artifact runs on any CPU of that level.
+MARCH_FOR_ISA = {"avx2": "x86-64-v3", "avx512": "x86-64-v4"}
+
+
+@functools.cache
+def host_isa() -> dict[str, str]:
+    """This host's machine and the best vector ISA inductor can use on it (``{"machine", "isa"}``)."""
+    from torch._inductor import cpu_vec_isa
+
+    return {"machine": platform.machine(), "isa": str(cpu_vec_isa.pick_vec_isa()) or "none"}
+
+
+@functools.cache
+def host_isas() -> frozenset[str]:
+    """Every vector ISA this host can run code for."""
+    from torch._inductor import cpu_vec_isa
+
+    return frozenset(str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()) | {"none"}
+
+
+def aoti_options() -> dict[str, object]:
+    """Inductor settings of an AOTInductor build: a portable ``-march`` for the host's vector ISA."""
+    march = MARCH_FOR_ISA.get(host_isa()["isa"]) if host_isa()["machine"] in ("x86_64", "AMD64") else None
+    return {"cpp.march": march} if march else {}
 
 
 @BACKENDS.register("cpu")
 class CpuBackend(Backend):
-    """``torch.jit.trace`` of ``ExportedProgram.module()``, frozen, loaded with ``torch.jit.load``.
+    """TorchScript (traced) or AOTInductor (native, symbolic shapes) artifacts, run on the CPU.
 
-    ttsstack's recurrent operators are lowered to their ATen kernels first, so
-    the artifact holds ``aten::lstm``/``aten::gru`` with a dynamic time axis.
-    Tracing records ATen ops for one example; the compiler validates the
-    artifact at other lengths right after, so a graph that baked a length in
-    is caught at compile time, not in production.
+    See the module docstring for the rule that picks the route per network.
     """
 
     name = "cpu"
     suffix = ".ts"
+    route_suffix = {TORCHSCRIPT: ".ts", AOTINDUCTOR: ".aoti.pt2"}
 
     @property
     def placement(self) -> str:
-        return "TorchScript on the CPU"
+        return "TorchScript or AOTInductor on the CPU"
 
     def toolchain(self) -> dict[str, str]:
         return {"torch": torch.__version__.split("+")[0]}
 
-    def compile(self, program, spec, dims, bucket, out: Path) -> None:
+    def routes(self, spec) -> list[str]:
+        return [TORCHSCRIPT, AOTINDUCTOR]
+
+    def compile(self, program, spec, dims, bucket, out: Path, route: str | None = TORCHSCRIPT) -> dict[str, str]:
+        if route == AOTINDUCTOR:
+            return self._compile_aoti(program, out)
         sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
         args = tuple(example_inputs(spec, sizes).values())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(lower_to_aten(program.module()), args, check_trace=False, strict=False)
         traced = torch.jit.freeze(traced.eval())
-        torch.jit.save(traced, str(out))
+        buffer = io.BytesIO()  # torch.jit.save to a full disk aborts the process; Python's write raises OSError
+        torch.jit.save(traced, buffer)
+        out.write_bytes(buffer.getvalue())
+        return {"route": TORCHSCRIPT}
+
+    def _compile_aoti(self, program, out: Path) -> dict[str, str]:
+        from torch._inductor import aoti_compile_and_package
+
+        with tempfile.TemporaryDirectory(prefix="ttsstack-aoti-") as work:
+            package = Path(work) / "package.pt2"
+            aoti_compile_and_package(program, package_path=str(package), inductor_configs=aoti_options())
+            out.write_bytes(package.read_bytes())
+        options = aoti_options()
+        return {"route": AOTINDUCTOR, **host_isa(), "march": str(options.get("cpp.march", "native")), "torch": torch.__version__}
+
+    def host_problem(self, details: dict[str, str]) -> str | None:
+        """Why this host cannot run an artifact with these manifest ``details``, or None."""
+        if details.get("route") != AOTINDUCTOR:
+            return None
+        here = host_isa()
+        if details.get("torch") != torch.__version__:
+            return f"AOTInductor code was built with torch {details.get('torch')}, this host has torch {torch.__version__}"
+        if details.get("machine") != here["machine"]:
+            return f"AOTInductor code was built for {details.get('machine')}, this host is {here['machine']}"
+        if details.get("isa", "none") not in host_isas():
+            return (
+                f"AOTInductor code was built for the {details.get('isa')} instruction set, which this CPU lacks "
+                f"(it has: {', '.join(sorted(host_isas() - {'none'})) or 'none'})"
+            )
+        if details.get("march") == "native" and details.get("isa") != here["isa"]:
+            return "AOTInductor code was built for the build host's exact CPU (-march=native), and this CPU differs"
+        return None
 
     def load(self, network: NetworkArtifacts) -> ModuleRunner:
         (artifact,) = network.artifacts
-        return ModuleRunner(network.spec, torch.jit.load(str(artifact.path), map_location="cpu"))
+        if artifact.details.get("route") == AOTINDUCTOR:
+            from torch._inductor import aoti_load_package
 
+            try:
+                return ModuleRunner(network.spec, aoti_load_package(str(artifact.path)))
+            except Exception as exc:  # noqa: BLE001 - a native loader error names nothing by itself
+                raise BackendError(f"network '{network.name}': AOTInductor package {artifact.path} failed to load: {exc}") from exc
+        return ModuleRunner(network.spec, torch.jit.load(str(artifact.path), map_location="cpu"))

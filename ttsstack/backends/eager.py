@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..pt2 import read_program
 from ..runtime.registry import BACKENDS
 from .base import Backend, ModuleRunner, NetworkArtifacts
 
@@ -26,8 +27,8 @@ class EagerBackend(Backend):
     def buckets(self, spec, dims):
         return []  # nothing to compile: the .pt2 is the artifact
 
-    def compile(self, program, spec, dims, bucket, out: Path) -> None:
+    def compile(self, program, spec, dims, bucket, out: Path, route=None) -> None:
         raise NotImplementedError("the eager backend runs the .pt2 programs directly")
 
     def load(self, network: NetworkArtifacts) -> ModuleRunner:
-        return ModuleRunner(network.spec, torch.export.load(str(network.program)).module())
+        return ModuleRunner(network.spec, read_program(network.program).module())

@@ -1,9 +1,12 @@
 """The ``neuron`` backend: ``torch_neuronx.trace`` per bucket for AWS Inferentia2/Trainium, saved TorchScript.
 
 Compile traces each network once per bucket with
-``torch_neuronx.trace(module, example_inputs, compiler_workdir=...)``, which
-runs the Neuron compiler (neuronx-cc) on the bucket's fixed shapes, and saves
-the result with ``torch.jit.save``. ttsstack's recurrent operators are lowered
+``torch_neuronx.trace(module, example_inputs, compiler_workdir=...,
+compiler_args=[...])``, which runs the Neuron compiler (neuronx-cc) on the
+bucket's fixed shapes, and saves the result with ``torch.jit.save``. The
+compiler arguments are explicit: ``--auto-cast none`` for fp32 (neuronx-cc
+would otherwise cast matrix products to bf16), ``--optlevel 2``; they are
+recorded in the manifest and the compile cache key. ttsstack's recurrent operators are lowered
 to their ATen kernels first (:func:`~ttsstack.backends.lowering.lower_to_aten`),
 so the trace holds only operators the Neuron compiler knows. A compiler
 failure keeps its work directory (``<artifact>.workdir``, with neuronx-cc's
@@ -27,6 +30,7 @@ unavailable, and the test suite runs it against an emulator of ``trace``.
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import shutil
 
@@ -42,6 +46,14 @@ INSTALL_HINT = (
     "install it on an Inferentia2/Trainium host from the Neuron repository: "
     "pip install torch-neuronx neuronx-cc --extra-index-url=https://pip.repos.neuron.amazonaws.com"
 )
+
+
+# neuronx-cc casts matrix products to bf16 by default (--auto-cast matmult): fp32 must say --auto-cast none.
+COMPILER_PRECISION = {
+    "fp32": ["--auto-cast", "none"],
+    "bf16": ["--auto-cast", "all", "--auto-cast-type", "bf16"],
+    "fp16": ["--auto-cast", "all", "--auto-cast-type", "fp16"],
+}
 
 
 def _torch_neuronx():
@@ -82,15 +94,31 @@ class NeuronBackend(StaticBackend):
         cores = os.environ.get("NEURON_RT_VISIBLE_CORES") or os.environ.get("NEURON_RT_NUM_CORES")
         return f"NeuronCores {cores}" if cores else "NeuronCores (all visible to the process)"
 
-    def compile(self, program, spec, dims, bucket, out) -> None:
+    def __init__(self, precision: str = "fp32", optlevel: int = 2):
+        if precision not in COMPILER_PRECISION:
+            raise BackendError(f"neuron: precision '{precision}' is not one of {', '.join(COMPILER_PRECISION)}")
+        if optlevel not in (1, 2, 3):
+            raise BackendError(f"neuron: optlevel must be 1, 2 or 3, got {optlevel}")
+        self.precision = precision
+        self.compiler_args = [*COMPILER_PRECISION[precision], "--optlevel", str(optlevel)]
+
+    def settings(self) -> dict[str, str]:
+        return {"compiler_args": " ".join(self.compiler_args)}
+
+    def compile(self, program, spec, dims, bucket, out, route=None) -> None:
         workdir = out.parent / f"{out.name}.workdir"
         args = tuple(example_inputs(spec, bucket).values())
         try:
-            traced = _torch_neuronx().trace(lower_to_aten(program.module()), args, compiler_workdir=str(workdir))
+            traced = _torch_neuronx().trace(
+                lower_to_aten(program.module()), args, compiler_workdir=str(workdir), compiler_args=list(self.compiler_args)
+            )
         except Exception as exc:
             raise BackendError(f"torch_neuronx.trace failed (compiler logs kept in {workdir}): {exc}") from exc
-        torch.jit.save(traced, str(out))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        out.write_bytes(buffer.getvalue())
         shutil.rmtree(workdir, ignore_errors=True)
+        return None
 
     def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact) -> ModuleRunner:
         _torch_neuronx()  # registers the Neuron operators the saved TorchScript calls

@@ -104,7 +104,7 @@ class OnnxStaticBackend(StaticBackend, OnnxBackend):
     name = "onnx-static"
     suffix = ".onnx"
 
-    def compile(self, program, spec, dims, bucket, out) -> None:
+    def compile(self, program, spec, dims, bucket, out, route=None) -> None:
         args = tuple(example_inputs(spec, bucket).values())
         export_onnx(torch.export.export(program.module(), args), args, spec, out)
 

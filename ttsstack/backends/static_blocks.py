@@ -10,8 +10,11 @@ dim. :func:`run_in_buckets` runs a network on inputs of any length anyway:
   the largest bucket (``context`` steps of overlap each side, the last window
   padded), through :func:`~ttsstack.runtime.blocks.windows.stream_windows`,
   and the cropped windows are joined;
-- a longer piece of an unbounded network is an error: the Voice splits text
-  so that this never happens for encoders (see ``Voice.max_tokens``).
+- a longer piece of an unbounded network raises :class:`BucketOverflow` (a
+  :class:`~ttsstack.runtime.blocks.base.PieceTooLong`) before anything of the
+  piece is yielded: the Voice splits text so that this never happens for
+  encoders (see ``Voice.max_tokens``), and splits a piece's tokens at word
+  boundaries when its frames overflow a frame-level network.
 
 An autoregressive decoder pads its per-utterance inputs (the encoder memory
 and the like) once, with :func:`pad_to_bucket`, and then runs every step on
@@ -32,13 +35,17 @@ import torch
 
 from ..addon import NetworkSpec
 from ..runtime.blocks.autoregressive import AutoregressiveDecoder
-from ..runtime.blocks.base import Tensors
+from ..runtime.blocks.base import PieceTooLong, Tensors
 from ..runtime.blocks.decoder import Decoder, Postnet
 from ..runtime.blocks.encoders import NetworkBlock
 from ..runtime.blocks.windows import stream_windows
 from ..runtime.blocks.vocoder import Vocoder
 from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, step_length, time_axis, with_length_inputs
 from .base import BackendError
+
+
+class BucketOverflow(BackendError, PieceTooLong):
+    """A piece longer than the largest bucket of a network with unbounded context (the Voice splits the text)."""
 
 
 def _axis(spec_shape: list[int | str], dim: str) -> int | None:
@@ -77,9 +84,11 @@ def pad_to_bucket(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label:
     if not sizes:
         return with_length_inputs(spec, dict(inputs), total, total)
     if total > sizes[-1]:
-        raise BackendError(
+        raise BucketOverflow(
             f"{label}: {total} steps along {dim} exceed the largest bucket ({sizes[-1]}) and the network has "
-            f"unbounded context, so it cannot run on windows; add a larger {dim} bucket"
+            f"unbounded context, so it cannot run on windows; add a larger {dim} bucket",
+            total,
+            sizes[-1],
         )
     return _window(spec, inputs, dim, smallest_bucket(sizes, total), 0, total)
 

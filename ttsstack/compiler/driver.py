@@ -5,9 +5,14 @@ override applied), the ``.pt2`` programs, ``artifacts/<backend>/...`` and
 ``manifest.yaml``. Each job (network, backend, bucket) is keyed by the content
 hash of its program, its network spec, the backend and its toolchain versions:
 an unchanged job whose artifact is intact is not compiled again. Every
-artifact is validated against its program right after it is written. A job
-that fails is reported with its network and backend, and the others are still
-written.
+program's outputs are checked against the shapes ``addon.yaml`` declares and
+each bounded network's declared ``context`` is probed on it; every artifact is
+validated against its program (static ones also with real padding) before it
+is renamed into place, trying the backend's next route when one fails. A job that fails (an ``OSError`` such as a full disk included) is
+reported with its network and backend, and the others are still written.
+Files are written whole or not at all and one compile holds the output
+folder at a time (:mod:`ttsstack.compiler.files`), so concurrent compiles for
+different backends all end up in the manifest.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from ..backends.base import Backend, BackendError, ModuleRunner, NetworkArtifact
 from ..runtime.builder import plan_stack
 from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
-from .manifest import ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
-from .validate import validate_runner
+from .files import folder_lock, staged, write_atomically
+from .manifest import MANIFEST_FILE, ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
+from .validate import check_context, check_declared_outputs, validate_runner
 
 ALL = "all"
 
@@ -74,19 +80,19 @@ def with_buckets(spec: AddonSpec, buckets: dict[str, list[int]] | None) -> Addon
     return parse_spec(data, "--buckets")
 
 
-def _copy_sources(addon: Addon, spec: AddonSpec, out: Path) -> dict[str, str]:
-    """Copy the programs and write ``addon.yaml`` into ``out``; return program hashes."""
-    out.mkdir(parents=True, exist_ok=True)
+def _copy_sources(addon: Addon, spec: AddonSpec, out: Path) -> tuple[dict[str, str], str]:
+    """Copy the programs and write ``addon.yaml`` into ``out``; return the program hashes and the config's."""
     hashes = {}
     for name in spec.networks:
         src = addon.network_file(name)
         dst = Addon(out, spec).resolve(spec.networks[name].file, f"networks.{name}.file")
         if src != dst:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            with staged(dst) as tmp:
+                shutil.copyfile(src, tmp)
         hashes[name] = sha256_file(dst)
-    (out / ADDON_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return hashes
+    write_atomically(out / ADDON_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode())
+    return hashes, sha256_file(out / ADDON_FILE)
 
 
 def _previous(out: Path) -> list[ArtifactEntry]:
@@ -101,12 +107,57 @@ def _still_valid(entry: ArtifactEntry, spec: AddonSpec, programs: dict[str, str]
     if entry.network not in spec.networks:
         return False
     net_spec = spec.networks[entry.network].model_dump(mode="json")
-    return entry.key == cache_key(programs[entry.network], net_spec, entry.backend, entry.toolchain, entry.bucket)
+    versions = {**entry.toolchain, **entry.settings}
+    return entry.key == cache_key(programs[entry.network], net_spec, entry.backend, versions, entry.bucket)
 
 
-def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None) -> str:
+def _artifact_name(network: str, backend: Backend, bucket: dict[str, int] | None, route: str | None) -> str:
     tag = "" if bucket is None else "." + ".".join(f"{d}{n}" for d, n in sorted(bucket.items()))
-    return f"artifacts/{backend.name}/{network}{tag}{backend.suffix}"
+    return f"artifacts/{backend.name}/{network}{tag}{backend.suffix_for(route)}"
+
+
+def _route_failure(route: str, exc: Exception) -> str:
+    """One line: the route, the error type and the last line of its message (TorchScript puts the cause after a traceback)."""
+    kind = type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1].removeprefix(f"{kind}: ") if lines else ""
+    return f"route {route}: {kind}: {last[:300]}"
+
+
+def _compile_job(
+    net: str, net_spec, program, backend: Backend, dims, bucket, program_file: Path, out: Path
+) -> tuple[str, dict[str, str], str]:
+    """Compile one job by the backend's first route whose artifact validates; its file, details and sha256.
+
+    Each route's artifact is written to a temporary name, loaded and compared
+    with the program, and renamed into place only once it validates; a route
+    that fails (to compile, load or validate) is recorded and the next one
+    tried. When none works, the error names every route and why it failed.
+    """
+    reference = ModuleRunner(net_spec, program.module())
+    tolerance = for_backend(backend.name, backend.device)
+    failures = []
+    for route in backend.routes(net_spec):
+        rel = _artifact_name(net, backend, bucket, route)
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with staged(path) as tmp:
+                details = backend.compile(program, net_spec, dims, bucket, tmp, route) or {}
+                runner = backend.load(NetworkArtifacts(net, net_spec, program_file, [Artifact(tmp, bucket, details)]))
+                validate_runner(net, backend.name, reference, runner, dims, bucket, tolerance)
+                sha = sha256_file(tmp)
+        except OSError:
+            raise  # a full disk is no reason to try another route
+        except Exception as exc:  # noqa: BLE001 - the next route may still work
+            if route is None:
+                raise
+            failures.append(_route_failure(route, exc))
+            continue
+        if failures:
+            details = {**details, "rejected": "; ".join(failures)}
+        return rel, details, sha
+    raise BackendError(f"no route of backend '{backend.name}' compiles network '{net}':\n  " + "\n  ".join(failures))
 
 
 def _shapes(spec, bucket) -> dict[str, list[int | str]]:
@@ -130,6 +181,30 @@ def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> lis
     return jobs
 
 
+class _Programs:
+    """Each network's program loaded once per compile and checked against its declared outputs (or why not)."""
+
+    def __init__(self, compiled: Addon):
+        self.compiled = compiled
+        self._loaded: dict[str, object] = {}
+
+    def get(self, net: str):
+        """The checked program; raises the same error for every job of a network that fails the check."""
+        if net not in self._loaded:
+            try:
+                program = self.compiled.load_program(net)
+                reference = ModuleRunner(self.compiled.spec.networks[net], program.module())
+                check_declared_outputs(net, reference, self.compiled.spec.dims)
+                check_context(net, self.compiled.spec.networks[net], program.module(), self.compiled.spec.dims)
+                self._loaded[net] = program
+            except Exception as exc:  # noqa: BLE001 - reported by every job of the network
+                self._loaded[net] = exc
+        result = self._loaded[net]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
 def compile_addon(
     source: str | Path,
     out: str | Path,
@@ -140,63 +215,70 @@ def compile_addon(
     """Compile the addon at ``source`` into ``out`` for ``backends``; see the module docstring.
 
     Raises :class:`CompileError` after writing everything that succeeded when
-    any job fails.
+    any job fails. Waits while another compile holds ``out``.
     """
     source, out = Path(source), Path(out)
     addon = load_addon(source)
     spec = with_buckets(addon.spec, buckets)
     plan_stack(spec)  # wiring mistakes fail before any compile work
     targets = resolve_backends(backends)
-    previous = _previous(out)
-    programs = _copy_sources(addon, spec, out)
-    compiled = Addon(out, spec)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, progress):
+        return _compile_locked(addon, spec, targets, out, progress)
+
+
+def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: Path, progress: bool) -> CompileReport:
     report = CompileReport()
+    previous = _previous(out)
+    try:
+        programs, config_sha = _copy_sources(addon, spec, out)
+    except OSError as exc:
+        report.failed[f"copy the addon into {out}"] = f"{type(exc).__name__}: {exc}"
+        raise CompileError(report) from None
+    compiled = Addon(out, spec)
     jobs = _jobs(spec, targets, report)
     names = {b.name for b in targets}
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
-    loaded_programs: dict = {}
+    loaded = _Programs(compiled)
     bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress)
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"
         bar.set_postfix_str(job)
         net_spec = spec.networks[net]
         toolchain = backend.toolchain()
-        key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, toolchain, bucket)
-        rel = _artifact_name(net, backend, bucket)
-        path = out / rel
+        settings = backend.settings()
+        key = cache_key(programs[net], net_spec.model_dump(mode="json"), backend.name, {**toolchain, **settings}, bucket)
         old = previous_by_key.get(key)
-        if old and old.file == rel and path.is_file() and sha256_file(path) == old.sha256:
+        if old and (out / old.file).is_file() and sha256_file(out / old.file) == old.sha256:
             entries.append(old)
             report.reused.append(job)
             continue
         try:
-            if net not in loaded_programs:
-                loaded_programs[net] = compiled.load_program(net)
-            program = loaded_programs[net]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            backend.compile(program, net_spec, spec.dims, bucket, path)
-            runner = backend.load(NetworkArtifacts(net, net_spec, compiled.network_file(net), [Artifact(path, bucket)]))
-            reference = ModuleRunner(net_spec, program.module())
-            validate_runner(net, backend.name, reference, runner, spec.dims, bucket, for_backend(backend.name, backend.device))
-        except Exception as exc:  # noqa: BLE001 - one failed job must not stop the others
+            program = loaded.get(net)
+            rel, details, sha = _compile_job(net, net_spec, program, backend, spec.dims, bucket, compiled.network_file(net), out)
+        except Exception as exc:  # noqa: BLE001 - one failed job (a full disk included) must not stop the others
             report.failed[job] = f"{type(exc).__name__}: {exc}"
-            path.unlink(missing_ok=True)
             continue
         entries.append(
             ArtifactEntry(
                 network=net,
                 backend=backend.name,
                 file=rel,
-                sha256=sha256_file(path),
+                sha256=sha,
                 bucket=bucket,
                 shapes=_shapes(net_spec, bucket),
                 toolchain=toolchain,
                 key=key,
+                details=details,
+                settings=settings,
             )
         )
         report.compiled.append(job)
-    Manifest(addon=spec.name, programs=programs, artifacts=entries).write(out)
+    try:
+        Manifest(addon=spec.name, config_sha256=config_sha, programs=programs, artifacts=entries).write(out)
+    except OSError as exc:
+        report.failed[f"write {out / MANIFEST_FILE}"] = f"{type(exc).__name__}: {exc}"
     if report.failed:
         raise CompileError(report)
     return report

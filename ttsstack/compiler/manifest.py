@@ -9,8 +9,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..yamlfile import YamlError, load_yaml
+from .files import write_atomically
+
 MANIFEST_FILE = "manifest.yaml"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: config_sha256 (the compiled addon.yaml is hashed too)
 
 
 class ManifestError(ValueError):
@@ -29,6 +32,8 @@ class ArtifactEntry(BaseModel):
     shapes: dict[str, list[int | str]]
     toolchain: dict[str, str]
     key: str
+    details: dict[str, str] = Field(default_factory=dict)  # the backend's record: route, what a host needs
+    settings: dict[str, str] = Field(default_factory=dict)  # compile settings (compiler flags); in the key
 
 
 class Manifest(BaseModel):
@@ -37,6 +42,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: int = MANIFEST_FORMAT
     addon: str
+    config_sha256: str  # sha256 of the compiled folder's addon.yaml
     programs: dict[str, str] = Field(default_factory=dict)  # network -> sha256 of its .pt2
     artifacts: list[ArtifactEntry] = Field(default_factory=list)
 
@@ -49,8 +55,18 @@ class Manifest(BaseModel):
         return sorted({a.backend for a in self.artifacts})
 
     def write(self, folder: Path) -> None:
-        """Write ``manifest.yaml`` into ``folder``."""
-        (folder / MANIFEST_FILE).write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
+        """Write ``manifest.yaml`` into ``folder``, whole or not at all."""
+        write_atomically(folder / MANIFEST_FILE, yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False).encode())
+
+    def artifact_path(self, folder: Path, entry: ArtifactEntry) -> Path:
+        """Where ``entry``'s file is; refuses a path leaving ``folder`` (``..``, absolute, or through a link)."""
+        root = folder.resolve()
+        path = (root / entry.file).resolve()
+        if not path.is_relative_to(root):
+            raise ManifestError(
+                f"{folder / MANIFEST_FILE}: {entry.network} [{entry.backend}]: file '{entry.file}' escapes the compiled folder"
+            )
+        return path
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -59,8 +75,8 @@ def read_manifest(folder: Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"{folder}: not a compiled addon (no {MANIFEST_FILE}); run: ttsstack compile {folder} -o OUT")
     try:
-        manifest = Manifest.model_validate(yaml.safe_load(path.read_text()))
-    except (yaml.YAMLError, ValidationError) as exc:
+        manifest = Manifest.model_validate(load_yaml(path.read_text(), str(path)))
+    except (YamlError, ValidationError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: unreadable manifest: {exc}") from None
     if manifest.format != MANIFEST_FORMAT:
         raise ManifestError(f"{path}: manifest format {manifest.format}, this ttsstack reads {MANIFEST_FORMAT}; recompile the addon")

@@ -8,7 +8,7 @@ import torch
 
 from ..addon import DimSpec, NetworkSpec
 from ..backends.base import example_inputs
-from ..runtime.network import NetworkRunner
+from ..runtime.network import NetworkRunner, sequence_dim, with_length_inputs
 from ..tolerances import Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
@@ -40,6 +40,37 @@ def validation_sizes(spec: NetworkSpec, dims: dict[str, DimSpec], bucket: dict[s
     return [{d: min(n, dims[d].max) for d in names} for n in VALIDATION_LENGTHS]
 
 
+class DeclaredShapeError(RuntimeError):
+    """A program whose outputs differ from the shapes or dtypes its ``addon.yaml`` declares; lists them all."""
+
+
+def check_declared_outputs(network: str, reference, dims: dict[str, DimSpec]) -> None:
+    """Run the program at the validation lengths; every output must have its declared rank, sizes and dtype.
+
+    Fixed sizes (the mel's last dim included) and named dims the inputs set are
+    checked; a named dim that only an output has can take any size.
+    """
+    spec = reference.spec
+    problems: list[str] = []
+    for sizes in validation_sizes(spec, dims, None):
+        with torch.inference_mode():
+            got = reference(example_inputs(spec, sizes, seed=1))
+        for name, declared in spec.outputs.items():
+            where = f"networks.{network}.outputs.{name}"
+            tensor = got[name]
+            if tensor.dim() != len(declared.shape):
+                problems.append(f"{where}.shape: declared {declared.shape}, the program returns {list(tensor.shape)} at {sizes}")
+                continue
+            for axis, (want, have) in enumerate(zip(declared.shape, tensor.shape)):
+                want = sizes.get(want) if isinstance(want, str) else want
+                if want is not None and want != have:
+                    problems.append(f"{where}.shape[{axis}]: declared {declared.shape[axis]} = {want}, the program returns {have} at {sizes}")
+            if tensor.dtype != declared.torch_dtype:
+                problems.append(f"{where}.dtype: declared {declared.dtype}, the program returns {str(tensor.dtype).removeprefix('torch.')}")
+    if problems:
+        raise DeclaredShapeError("the program does not return what addon.yaml declares:\n    " + "\n    ".join(dict.fromkeys(problems)))
+
+
 def compare(name: str, sizes: dict[str, int], got: torch.Tensor, want: torch.Tensor, tol: Tolerance) -> OutputMismatch | None:
     """A mismatch when shapes differ or the error exceeds the tolerance, else None."""
     if got.shape != want.shape:
@@ -53,20 +84,130 @@ def compare(name: str, sizes: dict[str, int], got: torch.Tensor, want: torch.Ten
     return None
 
 
+def padded_length(size: int) -> int:
+    """How many real steps the padded validation puts in a bucket of ``size``: about two thirds."""
+    return max(1, (2 * size) // 3)
+
+
+def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, dim: str, size: int):
+    """Outputs of ``runner`` on real inputs padded to ``size`` (mask zeros, lengths short), cropped, and the reference's.
+
+    The reference runs on the same inputs unpadded. Only the network's
+    ``mask``/``lengths`` inputs tell it which steps are real, so a network
+    that declares one but ignores it differs here.
+    """
+    valid = padded_length(size)
+    inputs = example_inputs(spec, {dim: valid}, seed=2)
+    padded = {}
+    for name, tensor in inputs.items():
+        axis = next((a for a, d in spec.inputs[name].named_dims if d == dim), None)
+        if axis is None:
+            padded[name] = tensor
+            continue
+        shape = list(tensor.shape)
+        shape[axis] = size - valid
+        padded[name] = torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
+    padded = with_length_inputs(spec, padded, size, valid)
+    with torch.inference_mode():
+        want, got = reference(inputs), runner(padded)
+    cropped = {}
+    for name, out in got.items():
+        axis = next((a for a, d in spec.outputs[name].named_dims if d == dim), None)
+        cropped[name] = out if axis is None else out.narrow(axis, 0, valid)
+    return {dim: valid, f"padded to {dim}": size}, cropped, want
+
+
 def validate_runner(
     network: str, backend: str, reference, runner: NetworkRunner, dims: dict[str, DimSpec], bucket, tol: Tolerance
 ) -> None:
-    """Run reference and artifact on the same inputs; raise :class:`ValidationFailure` listing all mismatches."""
+    """Run reference and artifact on the same inputs; raise :class:`ValidationFailure` listing all mismatches.
+
+    A static artifact is also run with real padding: inputs of about two
+    thirds of its bucket, zero-padded, with the ``mask``/``lengths`` inputs
+    saying so, against the unpadded reference run.
+    """
     spec = runner.spec
-    mismatches: list[OutputMismatch] = []
+    runs = []
     for sizes in validation_sizes(spec, dims, bucket):
         inputs = example_inputs(spec, sizes, seed=1)
         with torch.inference_mode():
-            want = reference(inputs)
-            got = runner(inputs)
-        for out in spec.outputs:
-            mismatch = compare(out, sizes, got[out], want[out], tol)
-            if mismatch:
-                mismatches.append(mismatch)
+            runs.append((sizes, runner(inputs), reference(inputs)))
+    dim = sequence_dim(spec)
+    if bucket and dim in bucket and bucket[dim] > 1:
+        runs.append(_padded_run(spec, runner, reference, dim, bucket[dim]))
+    mismatches = [
+        mismatch
+        for sizes, got, want in runs
+        for out in spec.outputs
+        if (mismatch := compare(out, sizes, got[out], want[out], tol))
+    ]
     if mismatches:
         raise ValidationFailure(network, backend, mismatches)
+
+
+class ContextTooSmall(RuntimeError):
+    """A bounded network whose output moves farther from a perturbed input step than its declared ``context``."""
+
+
+def measured_radius(spec: NetworkSpec, module, dims: dict[str, DimSpec]) -> tuple[int, str] | None:
+    """How far (in steps of the sequence dim) an output moves when one input step in the middle changes.
+
+    Each data input along the sequence dim is perturbed at the centre step
+    (floats +1, integer ids flipped between 0 and 1) and every output compared
+    with the unperturbed run; an output along another named dim (a vocoder's
+    samples) is mapped back to input steps by the ratio of lengths. Returns
+    the farthest distance seen and where, or None for a network that is not
+    probed (unbounded, stateful, or without a sequence dim). The distance is a
+    lower bound of the true radius: a probe never blames a true declaration.
+    """
+    dim = sequence_dim(spec)
+    if dim is None or not spec.bounded or spec.states:
+        return None
+    length = min(dims[dim].max, 4 * spec.context + 17)
+    centre = length // 2
+    sizes = {d: length for t in spec.inputs.values() for _, d in t.named_dims}
+    inputs = example_inputs(spec, sizes, seed=3)
+    with torch.inference_mode():
+        base = reference_outputs(spec, module, inputs)
+    farthest, where = 0, ""
+    for name, tensor in spec.data_inputs.items():
+        axis = next((a for a, d in tensor.named_dims if d == dim), None)
+        if axis is None:
+            continue
+        moved = inputs[name].clone()
+        step = moved.narrow(axis, centre, 1)
+        step.copy_(step + 1 if moved.is_floating_point() else 1 - step.clamp(0, 1))
+        with torch.inference_mode():
+            out = reference_outputs(spec, module, {**inputs, name: moved})
+        for out_name, out_spec in spec.outputs.items():
+            named = out_spec.named_dims
+            if not named:
+                continue
+            out_axis = named[0][0]
+            diff = (out[out_name] - base[out_name]).abs().double()
+            scale = base[out_name].abs().max().item()
+            changed = diff.movedim(out_axis, 0).reshape(diff.shape[out_axis], -1).amax(1) > 1e-5 * scale + 1e-7
+            per_step = out[out_name].shape[out_axis] / length
+            for index in changed.nonzero().flatten().tolist():
+                distance = abs(int(index // per_step) - centre)
+                if distance > farthest:
+                    farthest, where = distance, f"input '{name}' step {centre} moved output '{out_name}' at step {int(index // per_step)}"
+    return farthest, where
+
+
+def reference_outputs(spec: NetworkSpec, module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The program's outputs by name for named inputs (the inputs passed in spec order)."""
+    out = module(*(inputs[n] for n in spec.inputs))
+    return dict(zip(spec.outputs, (out,) if isinstance(out, torch.Tensor) else out))
+
+
+def check_context(network: str, spec: NetworkSpec, module, dims: dict[str, DimSpec]) -> None:
+    """Raise :class:`ContextTooSmall` when the probe sees the network reach farther than its declared ``context``."""
+    measured = measured_radius(spec, module, dims)
+    if measured and measured[0] > spec.context:
+        distance, where = measured
+        raise ContextTooSmall(
+            f"network '{network}' declares context {spec.context}, but its output reaches {distance} steps: "
+            f"perturbing {where}; streaming on windows would not be exact: declare context: {distance} or more "
+            f"(or 'unbounded')"
+        )

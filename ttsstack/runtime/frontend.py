@@ -20,6 +20,7 @@ from .registry import FRONTENDS
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _CLAUSE_END = re.compile(r"(?<=[,:])\s+")
+WORD_BOUNDARIES = frozenset(" \t.,;:!?-\u2013\u2014\u2026")  # symbols after which a piece may be cut
 
 
 class FrontendError(ValueError):
@@ -27,7 +28,13 @@ class FrontendError(ValueError):
 
 
 class Frontend(ABC):
-    """Base class: subclasses turn one piece of text into token ids."""
+    """Base class: subclasses turn one piece of text into token ids.
+
+    ``boundary_ids`` are the token ids after which a piece may be cut
+    (spaces, punctuation): see :func:`split_tokens`.
+    """
+
+    boundary_ids: frozenset[int] = frozenset()
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -54,6 +61,33 @@ class Frontend(ABC):
                 yield torch.tensor([ids[start : start + max_tokens]], dtype=torch.int64)
         if not produced:
             raise FrontendError(f"text has no character the frontend knows: {text[:80]!r}")
+
+
+def boundaries_of(ids: dict[str, int]) -> frozenset[int]:
+    """The ids of the word-boundary symbols (spaces, punctuation) of a symbol table."""
+    return frozenset(i for symbol, i in ids.items() if symbol in WORD_BOUNDARIES or symbol.isspace())
+
+
+def split_tokens(tokens: torch.Tensor, boundary_ids: frozenset[int], parts: int) -> list[torch.Tensor]:
+    """Cut a ``[1, T]`` piece into about ``parts`` pieces of similar length, each cut after a boundary token.
+
+    Each cut goes after the boundary token nearest to its even share; a
+    piece without boundaries near a share is cut at the share itself. For a
+    piece whose frames overflow a network with unbounded context: the parts
+    are synthesized one after another, as if the text had been split there.
+    """
+    length = tokens.shape[1]
+    ids = tokens[0].tolist()
+    after_boundary = [i + 1 for i, token in enumerate(ids[:-1]) if token in boundary_ids]
+    cuts: list[int] = []
+    for k in range(1, parts):
+        target = round(k * length / parts)
+        nearby = [c for c in after_boundary if abs(c - target) <= length / (2 * parts)]
+        cut = min(nearby, key=lambda c: abs(c - target)) if nearby else target
+        if (cuts[-1] if cuts else 0) < cut < length:
+            cuts.append(cut)
+    edges = [0, *cuts, length]
+    return [tokens[:, a:b] for a, b in zip(edges, edges[1:])]
 
 
 def split_text(text: str, max_chars: int) -> list[str]:
@@ -124,6 +158,7 @@ class CharactersFrontend(Frontend):
         pad = config.get("pad")
         if pad is not None:
             self.ids.pop(pad, None)
+        self.boundary_ids = boundaries_of(self.ids)
         self.bos = [symbols.index(config["bos"])] if config.get("bos") else []
         self.eos = [symbols.index(config["eos"])] if config.get("eos") else []
         self._warned: set[str] = set()
@@ -164,6 +199,7 @@ class PhonemesFrontend(Frontend):
         if not isinstance(symbols, list) or not symbols:
             raise FrontendError("frontend.symbols: a non-empty list of phoneme symbols is required")
         self.ids = {s: i for i, s in enumerate(symbols) if s != config.get("pad")}
+        self.boundary_ids = boundaries_of(self.ids)
         self.voice = config.get("voice", phonemes.DEFAULT_VOICE)
         wanted = config.get("espeak_version")
         installed = phonemes.espeak_info().get("version")

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from ..addon import AddonSpec
-from .blocks.base import Block
+from .blocks.base import Block, PieceTooLong
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
-from .frontend import build_frontend
+from .frontend import build_frontend, split_tokens
 from .network import NetworkRunner
 
 
@@ -74,7 +74,29 @@ class Voice:
     def _mel_tensors(self, text: str, speed: float) -> Iterator[torch.Tensor]:
         controls = _call_controls(speed)
         for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
-            yield from self.root.stream({"tokens": tokens, **controls}, None)
+            yield from self._piece(tokens, controls)
+
+    def _piece(self, tokens: torch.Tensor, controls: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The stream of one piece of tokens; split at word boundaries when a network cannot take it whole.
+
+        A network with unbounded context over frames (a transformer decoder,
+        a flow) takes at most its largest bucket on a static backend, or its
+        dim's max: the frame count is known only after the encoders ran, and
+        the network raises :class:`PieceTooLong` before anything of the piece
+        streams. The piece's tokens are then cut after spaces or punctuation
+        into enough parts, each synthesized as if the text had been split there.
+        """
+        started = False
+        try:
+            for chunk in self.root.stream({"tokens": tokens, **controls}, None):
+                started = True
+                yield chunk
+        except PieceTooLong as exc:
+            parts = split_tokens(tokens, self.frontend.boundary_ids, -(-exc.steps // exc.limit))
+            if started or len(parts) < 2:
+                raise
+            for part in parts:
+                yield from self._piece(part, controls)
 
     def stream(self, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
         """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded."""

@@ -32,6 +32,21 @@ class StackError(AddonError):
     """A stack config that cannot be built or is wired wrongly; names the entry's path."""
 
 
+class PieceTooLong(RuntimeError):
+    """A network with unbounded context got more steps along its dim than it can run at once.
+
+    Raised before any chunk of the piece is yielded (such a network needs the
+    whole piece first), so the Voice can split the piece's tokens at word
+    boundaries and synthesize the parts instead. ``steps`` is what came,
+    ``limit`` the most the network takes.
+    """
+
+    def __init__(self, message: str, steps: int, limit: int):
+        super().__init__(message)
+        self.steps = steps
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """What the wiring check knows of a tensor: rank, dtype, last dim and who writes it."""

@@ -10,6 +10,7 @@ from ..network import crop_steps, time_axis, with_length_inputs
 from ..registry import BLOCKS
 from .base import (
     BlockConfig,
+    PieceTooLong,
     StackError,
     Stream,
     StreamableBlock,
@@ -89,7 +90,18 @@ class Decoder(StreamableBlock):
 
         if self.spec.bounded:
             return stream_windows(upstream, run, self.spec.context, self.chunk_schedule())
-        return run_whole(upstream, run)
+
+        def run_at_most_max(whole: torch.Tensor, left: int, count: int) -> torch.Tensor:
+            if whole.shape[1] > self.max_window:
+                raise PieceTooLong(
+                    f"{self.label} network '{self.network}': {whole.shape[1]} frames exceed the dim's max "
+                    f"({self.max_window}) and the network has unbounded context",
+                    whole.shape[1],
+                    self.max_window,
+                )
+            return run(whole, left, count)
+
+        return run_whole(upstream, run_at_most_max)
 
     def chunk_schedule(self) -> Iterator[int]:
         """Frames per output chunk: the options' :func:`chunk_sizes`, capped so a window fits the dim."""

@@ -1,0 +1,79 @@
+"""The cpu backend's two routes: TorchScript where a trace holds, AOTInductor for what it cannot (attention, flows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import ttsstack
+from ttsstack.addon import load_addon
+from ttsstack.backends import BackendError
+from ttsstack.backends.base import ModuleRunner, example_inputs
+from ttsstack.backends.cpu import CpuBackend
+from ttsstack.compiler import CompileError, compile_addon, read_manifest
+from ttsstack.tolerances import for_backend
+
+TEXT = "attention over frames, sliced positions and a flow."
+
+
+def _routes(folder) -> dict[str, str]:
+    return {a.network: a.details.get("route") for a in read_manifest(folder).for_backend("cpu")}
+
+
+def test_trace_route_where_it_holds_aotinductor_where_it_does_not(transformer_compiled):
+    routes = _routes(transformer_compiled)
+    assert routes == {"text_encoder": "torchscript", "duration_encoder": "torchscript", "decoder": "aotinductor"}
+    decoder = next(a for a in read_manifest(transformer_compiled).for_backend("cpu") if a.network == "decoder")
+    assert decoder.file.endswith(".aoti.pt2")
+    assert decoder.details["machine"] and decoder.details["isa"] and decoder.details["torch"] == torch.__version__
+    assert "route torchscript:" in decoder.details["rejected"]  # why the trace was not kept
+
+
+@pytest.mark.parametrize("length", [1, 7, 23, 100, 512])
+def test_aotinductor_artifact_keeps_the_length_dynamic(transformer_compiled, length):
+    addon = load_addon(transformer_compiled)
+    spec = addon.spec.networks["decoder"]
+    runner = ttsstack.load(transformer_compiled, backend="cpu", warmup=False).runners["decoder"]
+    reference = ModuleRunner(spec, addon.load_program("decoder").module())
+    inputs = example_inputs(spec, {"T_frames": length}, seed=length)
+    with torch.inference_mode():
+        want, got = reference(inputs)["mel"], runner(inputs)["mel"]
+    assert got.shape == want.shape == (1, length, 8)
+    assert for_backend("cpu").passes((got - want).abs().max().item(), want.abs().max().item())
+
+
+def test_streamed_speech_equals_the_reference(transformer_compiled):
+    cpu = ttsstack.load(transformer_compiled, backend="cpu").synthesize(TEXT)
+    eager = ttsstack.load(transformer_compiled, backend="eager").synthesize(TEXT)
+    assert cpu.shape == eager.shape and cpu.shape[0] > 50
+    assert np.abs(cpu - eager).max() <= for_backend("cpu").atol + for_backend("cpu").rtol * np.abs(eager).max()
+
+
+def test_artifact_for_another_cpu_is_refused_at_load(transformer_compiled, tmp_path):
+    import shutil
+
+    folder = tmp_path / "compiled"
+    shutil.copytree(transformer_compiled, folder)
+    data = yaml.safe_load((folder / "manifest.yaml").read_text())
+    for artifact in data["artifacts"]:
+        if artifact["details"].get("route") == "aotinductor":
+            artifact["details"]["isa"] = "amx_tile_fp8"
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(BackendError, match=r"network 'decoder'.*built for the amx_tile_fp8 instruction set, which this CPU lacks"):
+        ttsstack.load(folder, backend="cpu", compile_if_needed=False)
+
+
+def test_no_route_names_network_backend_and_every_route(transformer_addon, tmp_path, monkeypatch):
+    def no_compiler(self, program, out):
+        raise RuntimeError("C++ compiler 'c++' not found")
+
+    monkeypatch.setattr(CpuBackend, "_compile_aoti", no_compiler)
+    with pytest.raises(CompileError) as failed:
+        compile_addon(transformer_addon, tmp_path / "out", ["cpu"], progress=False)
+    message = str(failed.value)
+    assert "decoder [cpu]" in message and "no route of backend 'cpu' compiles network 'decoder'" in message
+    assert "route torchscript: RuntimeError: The size of tensor a (7) must match" in message and "route aotinductor: RuntimeError: C++ compiler 'c++' not found" in message
+    assert set(failed.value.report.compiled) == {"text_encoder [cpu]", "duration_encoder [cpu]"}  # the others are written
+    assert {a.network for a in read_manifest(tmp_path / "out").artifacts} == {"text_encoder", "duration_encoder"}
