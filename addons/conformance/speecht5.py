@@ -47,7 +47,7 @@ try:
     from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 except ImportError:  # pragma: no cover - the message is the point
-    sys.exit("this script needs Hugging Face transformers: pip install -e '.[conformance]'")
+    sys.exit('this script needs Hugging Face transformers: pip install -e ".[transformers]"')
 
 import ttsstack
 from ttsstack.masking import MaskedConvolutions
