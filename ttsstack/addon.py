@@ -442,7 +442,11 @@ def write_addon(
     shapes come from the spec's named dims, so a program accepts exactly what
     its spec declares. Every ``nn.LSTM``/``nn.GRU`` is exported as a ttsstack
     operator (:func:`~ttsstack.recurrent.recurrent_as_ops`) so that its time
-    axis stays dynamic. The folder is written afresh.
+    axis stays dynamic. A shape condition ``torch.export`` cannot prove for
+    every size of a dim (a transformer's relative-position shift needs two
+    steps, say) becomes an assertion the program checks when it runs, not an
+    export failure; the compiler then validates each artifact at several
+    sizes. The folder is written afresh.
     """
     parsed = parse_spec(spec)
     missing = set(parsed.networks) - set(modules)
@@ -458,7 +462,10 @@ def write_addon(
         args = tuple(example_inputs[name][i] for i in net.inputs)
         dynamic = dynamic_shapes_for(parsed, name)
         with recurrent_as_ops(module):
-            program = torch.export.export(module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs))
+            program = torch.export.export(
+                module, args, dynamic_shapes=tuple(dynamic[i] for i in net.inputs),
+                prefer_deferred_runtime_asserts_over_guards=True,
+            )
         path = addon.resolve(net.file, f"networks.{name}.file")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(program, str(path))

@@ -47,7 +47,7 @@ try:
     from transformers import SpeechT5Config, SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5HifiGanConfig
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 except ImportError:  # pragma: no cover - the message is the point
-    sys.exit("this script needs Hugging Face transformers: pip install -e '.[conformance]'")
+    sys.exit('this script needs Hugging Face transformers: pip install -e ".[transformers]"')
 
 import ttsstack
 from ttsstack.masking import MaskedConvolutions
@@ -255,7 +255,8 @@ def addon_spec(
     }
     max_steps = min(1000, config.max_speech_positions)
     dims = dims or {
-        "T_text": {"max": config.max_text_positions, "buckets": [32, 64, 128, 256]},
+        "T_text": {"max": config.max_text_positions,
+                   "buckets": [b for b in (32, 64, 128, 256) if b <= config.max_text_positions]},
         "T_frames": {"max": 16384, "buckets": [64, 128, 256]},
         "T_cache": {"max": max_steps},
     }

@@ -8,7 +8,7 @@ import torch
 
 from ..addon import DimSpec, NetworkSpec
 from ..backends.base import example_inputs
-from ..runtime.network import NetworkRunner, sequence_dim, with_length_inputs
+from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, time_axis, with_length_inputs
 from ..tolerances import Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
@@ -115,9 +115,11 @@ def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, bucket: dic
         want, got = reference(inputs), runner(padded)
     cropped = {}
     for name, out in got.items():
+        # along dim itself, or one other named dim that is not a fixed dim of the bucket (a vocoder's samples)
         named = [(a, d) for a, d in spec.outputs[name].named_dims if d not in bucket or d == dim]
-        axis = named[0][0] if named else None
-        cropped[name] = out if axis is None else out.narrow(axis, 0, valid * out.shape[axis] // size)
+        same = [a for a, d in named if d == dim]
+        axis = same[0] if same else (named[0][0] if len(named) == 1 else None)
+        cropped[name] = out if axis is None else crop_steps(out, axis, size, 0, valid)
     return {dim: valid, f"padded to {dim}": size}, cropped, want
 
 
