@@ -27,7 +27,7 @@ from ttsstack.tolerances import STREAMING
 
 from .conftest import REPO, TEST_BACKENDS
 
-pytest.importorskip("transformers", reason="VITS conformance needs Hugging Face transformers: pip install -e '.[conformance]'")
+pytest.importorskip("transformers", reason='VITS conformance needs Hugging Face transformers: pip install -e ".[transformers]"')
 
 SCRIPT = REPO / "addons" / "conformance" / "vits.py"
 TEXTS = ("Hi.", "The quick brown fox jumps over the lazy dog, twice.")
@@ -236,7 +236,7 @@ def test_bad_noise_entries_are_refused_by_name(noise, dtype, shape, message):
 
 def test_build_script_names_the_extra_without_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(SystemExit, match=r"pip install -e '\.\[conformance\]'"):
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[transformers\]"'):
         load_script("vits_without_transformers")
 
 

@@ -47,7 +47,7 @@ try:
     from transformers import VitsConfig, VitsModel
     from transformers.models.vits.modeling_vits import VitsAttention
 except ImportError:  # pragma: no cover - the message is the point
-    sys.exit("this script needs Hugging Face transformers: pip install -e '.[conformance]'")
+    sys.exit('this script needs Hugging Face transformers: pip install -e ".[transformers]"')
 
 import ttsstack
 from ttsstack.masking import MaskedConvolutions
