@@ -311,7 +311,7 @@ def build_addon(folder: Path, config: VitsConfig, seed: int = 0, text_buckets: l
 def main(argv: list[str] | None = None) -> int:
     """Build the addon (MMS-TTS size, or ``--tiny``) into ``--out``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("addons/conformance/vits-addon"))
+    parser.add_argument("--out", type=Path, default=Path("build/vits"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="the test-size configuration")
     args = parser.parse_args(argv)
