@@ -175,3 +175,17 @@ def test_recursive_yaml_is_refused(tiny_copy):
     (tiny_copy / "addon.yaml").write_text(text.replace("type: characters", "type: characters\n  loop: &loop [*loop]", 1))
     with pytest.raises(AddonError, match="addon.yaml: line 13: an alias refers to a node that contains it"):
         load_addon(tiny_copy)
+
+
+def test_format_1_files_load_and_may_not_use_what_format_2_added():
+    from ttsstack.addon import FORMAT_VERSION
+
+    from .tiny_vocoder import vocoder_spec
+
+    assert FORMAT_VERSION == 2
+    assert parse_spec(tiny_spec()).format == 1  # the bundled demos' format, read as it is
+    assert parse_spec(vocoder_spec()).format == 2
+    with pytest.raises(AddonError, match=r"networks\.vocoder\.role: needs `format: 2`.*this file says format 1"):
+        parse_spec({**vocoder_spec(), "format": 1})
+    with pytest.raises(AddonError, match=r"format: Input should be 1 or 2"):
+        parse_spec({**tiny_spec(), "format": 3})

@@ -210,7 +210,7 @@ def test_noise_is_the_same_for_a_step_whatever_the_window():
 
 def _noise_spec(noise: dict, dtype: str = "float32", shape=(1, 2, "T")) -> dict:
     return {
-        "format": 1, "name": "noisy",
+        "format": 2, "name": "noisy",
         "audio": {"sample_rate": 8000, "hop_length": 64, "win_length": 256, "n_fft": 256, "n_mels": 8},
         "frontend": {"type": "characters", "symbols": "_ab"},
         "networks": {"net": {"role": "encoder", "file": "net.pt2", "noise": noise,
@@ -246,7 +246,7 @@ def test_an_autoregressive_step_network_with_noise_is_refused_at_load():
 
     from .tiny_tacotron import tiny_tacotron_spec
 
-    spec = tiny_tacotron_spec()
+    spec = {**tiny_tacotron_spec(), "format": 2}
     step = spec["networks"]["decoder_step"]
     step["inputs"]["step_noise"] = {"shape": [1, "T_text"]}
     step["noise"] = {"step_noise": {}}

@@ -58,7 +58,7 @@ def vocoder_entry(context: int | str = CONTEXT, mask: bool = True) -> dict:
 
 def vocoder_spec() -> dict:
     """The tiny addon's spec with the vocoder network, 8 samples per frame, and no ``vocoder:`` entry (so: Network)."""
-    spec = tiny_spec(name="tiny-vocoder")
+    spec = tiny_spec(name="tiny-vocoder", format=2)
     spec.pop("vocoder")
     spec["audio"] = {**spec["audio"], "hop_length": SAMPLES_PER_FRAME, "win_length": 32, "n_fft": 32}
     spec["networks"]["vocoder"] = vocoder_entry()

@@ -28,7 +28,10 @@ from .recurrent import recurrent_as_ops
 from .yamlfile import YamlError, load_yaml
 
 ADDON_FILE = "addon.yaml"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The format this ttsstack writes. Format 2 adds vocoder networks (role ``vocoder``), key/value cache
+states (``states.*.cache`` with ``position``/``cache_mask``), a ``speaker`` entry and runtime-filled noise
+inputs; a format-1 file (none of those) loads as it is."""
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -248,7 +251,7 @@ class FrontendSpec(BaseModel):
 class AddonSpec(_Strict):
     """The whole ``addon.yaml``."""
 
-    format: Literal[1]
+    format: Literal[1, 2]
     name: str = Field(min_length=1)
     audio: AudioSpec
     frontend: FrontendSpec
@@ -305,7 +308,32 @@ def parse_spec(data: Mapping[str, Any], source: str = ADDON_FILE) -> AddonSpec:
             lines.append(f"{_format_loc(err['loc'])}: {msg}")
         raise AddonError(f"{source}: invalid addon config:\n  " + "\n  ".join(dict.fromkeys(lines))) from None
     _check_references(spec, source)
+    _check_format(spec, source)
     return spec
+
+
+def format_2_entries(spec: AddonSpec) -> list[str]:
+    """The paths of the entries that only format 2 has (empty for an addon that format 1 can say)."""
+    entries = ["speaker"] if spec.speaker is not None else []
+    for name, net in spec.networks.items():
+        if net.role == "vocoder":
+            entries.append(f"networks.{name}.role")
+        entries += [f"networks.{name}.{field}" for field in ("position", "cache_mask") if getattr(net, field)]
+        entries += [f"networks.{name}.states.{state}.cache" for state, spec_ in net.states.items() if spec_.cache]
+        entries += [f"networks.{name}.noise.{noise}" for noise in net.noise]
+    return entries
+
+
+def _check_format(spec: AddonSpec, source: str) -> None:
+    """A format-1 file may not use what format 2 added: an older ttsstack would misread it."""
+    if spec.format >= 2:
+        return
+    newer = format_2_entries(spec)
+    if newer:
+        raise AddonError(
+            f"{source}: {newer[0]}: needs `format: 2` (format 2 added vocoder networks, cache states, speakers "
+            f"and noise inputs); this file says format 1" + (f" (also: {', '.join(newer[1:])})" if newer[1:] else "")
+        )
 
 
 def _check_references(spec: AddonSpec, source: str) -> None:

@@ -181,7 +181,7 @@ def addon_spec(config, hifigan_config, context: int, dims: dict) -> dict:
     """The ``addon.yaml`` content for models of these configs; ``context`` is the vocoder's radius in frames."""
     hidden, n_mels, rate = config.hidden_size, config.num_mel_bins, samples_per_frame(hifigan_config)
     return {
-        "format": 1,
+        "format": 2,
         "name": "fastspeech2-conformer",
         "audio": {"sample_rate": 22050, "hop_length": rate, "win_length": 1024, "n_fft": 1024,
                   "n_mels": n_mels, "fmin": 0, "fmax": 8000},

@@ -261,7 +261,7 @@ def addon_spec(
         "T_cache": {"max": max_steps},
     }
     return {
-        "format": 1,
+        "format": 2,
         "name": "speecht5-conformance",
         "audio": {"sample_rate": vocoder.config.sampling_rate, "hop_length": hop, "win_length": 4 * hop,
                   "n_fft": 4 * hop, "n_mels": n_mels, "fmin": 80, "fmax": vocoder.config.sampling_rate * 0.475},

@@ -254,7 +254,7 @@ def addon_spec(config: VitsConfig, name: str, text_buckets: list[int], frame_buc
     prior = 2 * config.flow_size
     hop = math.prod(config.upsample_rates)
     return {
-        "format": 1,
+        "format": 2,
         "name": name,
         "audio": {"sample_rate": config.sampling_rate, "hop_length": hop, "win_length": 4 * hop, "n_fft": 4 * hop,
                   "n_mels": config.flow_size, "fmin": 0},
