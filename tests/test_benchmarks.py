@@ -90,19 +90,6 @@ def test_vocoder_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
     assert all(r["seconds"] > 0 and r["frames"] > 0 for r in rows)
 
 
-def test_cpu_routes_times_both_routes_of_a_network(tiny_addon, tmp_path):
-    out = tmp_path / "bench"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "cpu_routes.py"), "--addon", str(tiny_addon),
-         "--network", "duration_encoder", "--length", "16", "--runs", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = json.loads((out / "cpu_routes.json").read_text())["rows"]
-    assert [(r["network"], r["route"]) for r in rows] == [("duration_encoder", "torchscript"), ("duration_encoder", "aotinductor")]
-    assert all(r["ms_at_16"] > 0 and r["compile_s"] > 0 for r in rows)
-
-
 def test_vocoder_times_a_vocoder_network_per_backend(tiny_vocoder_compiled, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(

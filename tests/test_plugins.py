@@ -20,6 +20,7 @@ import yaml
 import ttsstack
 
 from ttsstack.cli import main
+from ttsstack.compiler import compile_addon
 from ttsstack.plugins import PluginError, load_plugins
 from ttsstack.runtime import BLOCKS
 
@@ -47,6 +48,12 @@ def gain_addon(tiny_compiled, tmp_path) -> Path:
     shutil.copytree(tiny_compiled, folder)
     data = yaml.safe_load((folder / "addon.yaml").read_text())
     (folder / "addon.yaml").write_text(yaml.safe_dump({**data, "name": "tiny-gain", "stack": GAIN_STACK}, sort_keys=False))
+    load_plugins(["tests.plugin_gain"])  # as the operator would: recompile in place with the plugin, re-hashing addon.yaml
+    try:
+        compile_addon(folder, folder, [], progress=False)
+    finally:
+        BLOCKS.unregister("Gain")
+        sys.modules.pop("tests.plugin_gain", None)
     return folder
 
 
