@@ -58,3 +58,12 @@ def test_a_long_word_without_boundaries_is_cut_hard_and_still_speaks(transformer
     static = ttsstack.load(transformer_compiled, backend="onnx-static")
     mel = static.synthesize("w" * 40)  # one 40-token word, 80 frames or more: no boundary to cut after
     assert mel.shape[0] >= 80 and np.isfinite(mel).all()
+
+
+def test_a_piece_beyond_the_dims_max_is_split_on_a_dynamic_backend(transformer_compiled):
+    """The dynamic path: more frames than ``T_frames.max`` (512) for an unbounded decoder are cut the same way."""
+    eager = ttsstack.load(transformer_compiled, backend="eager")
+    text = f"{RUN_ON} {RUN_ON} and the sea came in over the sand and the"  # one piece of 240 tokens
+    assert len(list(eager.frontend.pieces(text, eager.max_tokens))) == 1
+    mel = eager.synthesize(text)
+    assert mel.shape[0] > eager.spec.dims["T_frames"].max and np.isfinite(mel).all()  # more than one run could hold

@@ -106,11 +106,11 @@ class CpuBackend(Backend):
     def _compile_aoti(self, program, out: Path) -> dict[str, str]:
         from torch._inductor import aoti_compile_and_package
 
+        options = aoti_options()
         with tempfile.TemporaryDirectory(prefix="ttsstack-aoti-") as work:
             package = Path(work) / "package.pt2"
-            aoti_compile_and_package(program, package_path=str(package), inductor_configs=aoti_options())
+            aoti_compile_and_package(program, package_path=str(package), inductor_configs=options)
             out.write_bytes(package.read_bytes())
-        options = aoti_options()
         return {"route": AOTINDUCTOR, **host_isa(), "march": str(options.get("cpp.march", "native")), "torch": torch.__version__}
 
     def host_problem(self, details: dict[str, str]) -> str | None:
