@@ -23,6 +23,7 @@ from . import __version__
 from . import backends  # noqa: F401  (registration)
 from .addon import AddonError, load_addon
 from .audio import audio_format_for, write_audio
+from .backends.base import FP32, PRECISIONS
 from .cliflags import HelpFormatter, ListFlag, add_deprecated_alias, describe_rtf
 from .compiler.driver import ALL, CompileError, compile_addon
 from .compiler.manifest import MANIFEST_FILE, read_manifest
@@ -93,7 +94,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             if reason:
                 print(f"--backend all: skipping {name}: {reason}", file=sys.stderr)
     try:
-        report = compile_addon(args.addon, args.output, names, buckets or None, progress=not args.quiet)
+        report = compile_addon(args.addon, args.output, names, buckets or None, progress=not args.quiet, precision=args.precision)
     except CompileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -228,7 +229,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print("artifacts:")
         for a in manifest.artifacts:
             size = manifest.artifact_path(addon.folder, a).stat().st_size / 1e6
-            print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
+            precision = a.settings.get("precision", "fp32")
+            print(f"  {a.backend:12s} {a.network:20s} {a.bucket or 'dynamic'} {precision} {a.file} {size:.1f} MB sha256 {a.sha256[:12]}")
     else:
         print("artifacts: none (source addon; run ttsstack compile)")
     print("backends on this host:")
@@ -289,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--buckets", action="append", type=_buckets, default=[], metavar="DIM=N,N,...",
                    help="override a dim's shape buckets, e.g. T_text=32,64,128 (repeat for several dims; "
                         "default: the addon's dims.<DIM>.buckets)")
+    p.add_argument("--precision", choices=PRECISIONS, default=FP32,
+                   help="arithmetic of the artifacts (inputs and outputs stay fp32): cpu offers fp32, bf16, fp16, "
+                        "int8; onnx and onnx-static fp32, fp16, int8; neuron fp32, bf16, fp16; a backend that "
+                        "cannot is refused; ttsstack parity reports the error against fp32")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _plugin_flag(p)
     p.set_defaults(func=cmd_compile)

@@ -17,7 +17,14 @@ shortest that any of them needs (a static backend's unbounded encoder takes at
 most its largest bucket).
 
 A check passes when ``max|a - b| <= atol + rtol * max|b|`` with the backend's
-tolerance from :mod:`ttsstack.tolerances`. ``ttsstack parity`` prints
+tolerance from :mod:`ttsstack.tolerances`; for artifacts compiled at a lower
+precision (``ttsstack compile --precision``) that is the precision's, and the
+rows are the error against fp32 (the reference computes in fp32). Each mel
+row also gives the mean absolute error over every frame (``mean abs``), the
+number that says how far a whole utterance moved. At a lower precision a
+duration or the decoder's stop step may round to another frame count: such
+a text is listed with its length change and not compared (the network rows
+still compare every call). ``ttsstack parity`` prints
 :meth:`ParityReport.table` and the test suite runs :func:`check_parity` on the
 demo addon: the same checks either way.
 """
@@ -60,6 +67,7 @@ class ParityRow:
     tolerance: Tolerance
     passed: bool
     detail: str = ""
+    mean_abs: float = 0.0
 
 
 @dataclass
@@ -80,12 +88,13 @@ class ParityReport:
         """The report as text: placements, one row per (backend, network or stage), skipped backends."""
         lines = [f"parity against the eager reference on {self.texts} text(s)"]
         lines += [f"  {name}: {where}" for name, where in self.placements.items()]
-        header = f"{'backend':12s} {'network or stage':18s} {'max abs':>9s} {'max rel':>9s} {'atol':>6s} {'rtol':>6s}  result"
+        header = (f"{'backend':12s} {'network or stage':18s} {'max abs':>9s} {'max rel':>9s} {'mean abs':>9s} "
+                  f"{'atol':>6s} {'rtol':>6s}  result")
         lines += ["", header, "-" * len(header)]
         for r in self.rows:
-            verdict = "pass" if r.passed else "FAIL" + (f" ({r.detail})" if r.detail else "")
+            verdict = ("pass" if r.passed else "FAIL") + (f" ({r.detail})" if r.detail else "")
             lines.append(
-                f"{r.backend:12s} {r.stage:18s} {r.max_abs:9.2e} {r.max_rel:9.2e} "
+                f"{r.backend:12s} {r.stage:18s} {r.max_abs:9.2e} {r.max_rel:9.2e} {r.mean_abs:9.2e} "
                 f"{r.tolerance.atol:6g} {r.tolerance.rtol:6g}  {verdict}"
             )
         lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
@@ -115,31 +124,49 @@ class _Recorder:
 
 
 class _Errors:
-    """The worst error over several comparisons of one row."""
+    """The worst error over several comparisons of one row.
 
-    def __init__(self, tolerance: Tolerance):
+    With ``lengths_may_differ`` (an utterance at a lower precision: a
+    duration or the stop step may round to another frame count), a
+    comparison of another length is counted and skipped instead of failing.
+    """
+
+    def __init__(self, tolerance: Tolerance, lengths_may_differ: bool = False):
         self.tolerance = tolerance
+        self.lengths_may_differ = lengths_may_differ
+        self.resized: list[str] = []
         self.max_abs = 0.0
         self.max_rel = 0.0
+        self.abs_sum = 0.0
+        self.count = 0
         self.passed = True
         self.detail = ""
 
     def add(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+        if got.shape != want.shape and self.lengths_may_differ and got.shape[1:] == want.shape[1:]:
+            self.resized.append(f"{what}: {got.shape[0]}, reference {want.shape[0]}")
+            return
         if got.shape != want.shape:
             self.passed = False
             self.detail = f"{what}: shape {tuple(got.shape)}, reference {tuple(want.shape)}"
             return
         if want.numel() == 0:
             return
-        error = (got.double() - want.double()).abs().max().item()
+        difference = (got.double() - want.double()).abs()
+        error = difference.max().item()
         scale = want.double().abs().max().item()
+        self.abs_sum += difference.sum().item()
+        self.count += difference.numel()
         self.max_abs = max(self.max_abs, error)
         self.max_rel = max(self.max_rel, error / scale if scale else 0.0)
         if not self.tolerance.passes(error, scale):
             self.passed = False
 
     def row(self, backend: str, stage: str) -> ParityRow:
-        return ParityRow(backend, stage, self.max_abs, self.max_rel, self.tolerance, self.passed, self.detail)
+        mean = self.abs_sum / self.count if self.count else 0.0
+        if self.resized:
+            self.detail = f"lengths differ, not compared: {'; '.join(self.resized)}"
+        return ParityRow(backend, stage, self.max_abs, self.max_rel, self.tolerance, self.passed, self.detail, mean)
 
 
 def _available(folder: Path, report: ParityReport) -> list[str]:
@@ -173,11 +200,13 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
     reference.max_tokens = max_tokens
     vocoded = bool(reference.vocoder.networks)
     wanted = [_synthesize(reference, text, vocoded) for text in texts]
+    manifest = read_manifest(folder)
     for name, voice in voices.items():
         voice.max_tokens = max_tokens
         backend = BACKENDS.get(name)()
-        tolerance = for_backend(name, backend.device)
-        report.placements[name] = backend.placement
+        precision = manifest.precision(name)
+        tolerance = for_backend(name, backend.device, precision)
+        report.placements[name] = f"{backend.placement}, {precision}"
         ctx = BuildContext(voice.spec, voice.runners, backend.block_variants)
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
@@ -192,7 +221,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         whole = Voice(voice.spec, voice.runners, backend.block_variants, WHOLE, name)
         whole.max_tokens = max_tokens
         for how, synth in (("whole", whole), ("streamed", voice)):
-            errors, waveform = _Errors(tolerance), _Errors(WAVEFORM)
+            reduced = precision != "fp32"
+            errors, waveform = _Errors(tolerance, reduced), _Errors(WAVEFORM if not reduced else tolerance, reduced)
             for text, (mel, audio) in zip(texts, wanted):
                 got_mel, got_audio = _synthesize(synth, text, vocoded)
                 errors.add(got_mel, mel, f"text {text[:24]!r}")

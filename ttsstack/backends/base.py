@@ -25,6 +25,11 @@ class BackendError(RuntimeError):
     """A backend that cannot compile or load; the message names the network and backend."""
 
 
+FP32 = "fp32"
+PRECISIONS = (FP32, "fp16", "bf16", "int8")
+"""Arithmetic precisions an artifact may be compiled at (``ttsstack compile --precision``); inputs and outputs stay fp32."""
+
+
 @dataclass(frozen=True)
 class Artifact:
     """One compiled file: which shapes it accepts (dim name -> size for a static bucket, else None)."""
@@ -56,10 +61,21 @@ class Backend(ABC):
     """Base class of compile/run targets; subclasses register in ``BACKENDS``."""
 
     name: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]] = (FP32,)  # what this backend can compile at (see PRECISIONS)
+    precision: str = FP32  # this instance's (set by __init__)
     static: ClassVar[bool] = False
     suffix: ClassVar[str] = ""
     route_suffix: ClassVar[dict[str, str]] = {}
     block_variants: ClassVar[dict[str, type]] = {}
+
+    def __init__(self, precision: str = FP32):
+        if precision not in self.precisions:
+            known = "" if precision in PRECISIONS else f" (precisions are {', '.join(PRECISIONS)})"
+            raise BackendError(
+                f"backend '{self.name}' cannot compile at precision '{precision}'{known}; "
+                f"it offers: {', '.join(self.precisions)}"
+            )
+        self.precision = precision
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -85,8 +101,8 @@ class Backend(ABC):
         return None
 
     def settings(self) -> dict[str, str]:
-        """Compile settings besides the toolchain that change an artifact (compiler flags); part of the cache key."""
-        return {}
+        """Compile settings besides the toolchain that change an artifact (precision, compiler flags); part of the cache key."""
+        return {"precision": self.precision}
 
     def routes(self, spec: NetworkSpec) -> list[str | None]:
         """The ways to compile a network, in the order the compiler tries them (the next after a failed validation)."""

@@ -22,6 +22,13 @@ next route when validation fails):
 ttsstack's recurrent operators are lowered to their ATen kernels before the
 trace (``aten::lstm`` keeps the time axis dynamic); AOTInductor calls them
 through the dispatcher, where :mod:`ttsstack.recurrent` registers them.
+
+Precision (``ttsstack compile --precision``): fp32, or bf16, fp16 and int8
+on the TorchScript route, whose graph is rewritten before the trace
+(:mod:`ttsstack.backends.torch_precision`: casts for bf16/fp16, dynamic
+quantization of linear, LSTM-cell and conv1d layers for int8). The
+AOTInductor route compiles fp32 only, so a network that needs it fails to
+compile at a lower precision, saying so.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ from pathlib import Path
 import torch
 
 from ..runtime.registry import BACKENDS
-from .base import Backend, BackendError, ModuleRunner, NetworkArtifacts, example_inputs
+from .base import FP32, Backend, BackendError, ModuleRunner, NetworkArtifacts, example_inputs
 from .lowering import lower_to_aten
+from .torch_precision import CAST_DTYPES, cast_graph, quantize_graph
 
 TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the graph
 TORCHSCRIPT = "torchscript"
@@ -76,6 +84,7 @@ class CpuBackend(Backend):
     """
 
     name = "cpu"
+    precisions = (FP32, "bf16", "fp16", "int8")
     suffix = ".ts"
     route_suffix = {TORCHSCRIPT: ".ts", AOTINDUCTOR: ".aoti.pt2"}
 
@@ -91,17 +100,28 @@ class CpuBackend(Backend):
 
     def compile(self, program, spec, dims, bucket, out: Path, route: str | None = TORCHSCRIPT) -> dict[str, str]:
         if route == AOTINDUCTOR:
+            if self.precision != FP32:
+                raise BackendError(f"the {AOTINDUCTOR} route compiles fp32 only, not {self.precision}")
             return self._compile_aoti(program, out)
         sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
         args = tuple(example_inputs(spec, sizes).values())
+        module, details = self._at_precision(lower_to_aten(program.module()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            traced = torch.jit.trace(lower_to_aten(program.module()), args, check_trace=False, strict=False)
+            traced = torch.jit.trace(module, args, check_trace=False, strict=False)
         traced = torch.jit.freeze(traced.eval())
         buffer = io.BytesIO()  # torch.jit.save to a full disk aborts the process; Python's write raises OSError
         torch.jit.save(traced, buffer)
         out.write_bytes(buffer.getvalue())
-        return {"route": TORCHSCRIPT}
+        return {"route": TORCHSCRIPT, **details}
+
+    def _at_precision(self, module: torch.fx.GraphModule) -> tuple[torch.nn.Module, dict[str, str]]:
+        """The graph to trace at this backend's precision, and what the rewrite did (for the manifest)."""
+        if self.precision in CAST_DTYPES:
+            return cast_graph(module, self.precision), {}
+        if self.precision == "int8":
+            return quantize_graph(module)
+        return module, {}
 
     def _compile_aoti(self, program, out: Path) -> dict[str, str]:
         from torch._inductor import aoti_compile_and_package

@@ -94,16 +94,16 @@ class NeuronBackend(StaticBackend):
         cores = os.environ.get("NEURON_RT_VISIBLE_CORES") or os.environ.get("NEURON_RT_NUM_CORES")
         return f"NeuronCores {cores}" if cores else "NeuronCores (all visible to the process)"
 
+    precisions = tuple(COMPILER_PRECISION)
+
     def __init__(self, precision: str = "fp32", optlevel: int = 2):
-        if precision not in COMPILER_PRECISION:
-            raise BackendError(f"neuron: precision '{precision}' is not one of {', '.join(COMPILER_PRECISION)}")
+        super().__init__(precision)
         if optlevel not in (1, 2, 3):
             raise BackendError(f"neuron: optlevel must be 1, 2 or 3, got {optlevel}")
-        self.precision = precision
         self.compiler_args = [*COMPILER_PRECISION[precision], "--optlevel", str(optlevel)]
 
     def settings(self) -> dict[str, str]:
-        return {"compiler_args": " ".join(self.compiler_args)}
+        return {**super().settings(), "compiler_args": " ".join(self.compiler_args)}
 
     def compile(self, program, spec, dims, bucket, out, route=None) -> None:
         workdir = out.parent / f"{out.name}.workdir"

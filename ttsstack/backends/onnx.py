@@ -19,6 +19,10 @@ network (one with states, called once per frame) binds the inputs that stay
 the same for an utterance once (:meth:`OrtRunner.bind`: on CUDA the memory is
 copied to the device once per utterance) and feeds its states back without
 converting them. Sessions' intra-op workers sleep between runs (see :func:`ort_session`).
+
+At ``--precision int8`` or ``fp16`` the exported file is rewritten before it
+is validated (:mod:`ttsstack.backends.onnx_precision`); inputs and outputs
+stay float32.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ import torch
 from ..addon import NetworkSpec
 from ..runtime.network import Step
 from ..runtime.registry import BACKENDS
-from .base import Backend, BackendError, NetworkArtifacts, example_inputs
+from .base import FP32, Backend, BackendError, NetworkArtifacts, example_inputs
 from .cpu import TRACE_LENGTH
+from .onnx_precision import lower_precision
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +289,17 @@ class OnnxBackend(Backend):
     """ONNX with dynamic axes for the named dims, one artifact per network, run by ONNX Runtime."""
 
     name = "onnx"
+    precisions = (FP32, "fp16", "int8")
     suffix = ".onnx"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return onnx_unavailable_reason()
+
+    def export(self, model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: Path) -> dict[str, str]:
+        """:func:`export_onnx` to ``out`` at this backend's precision; what the precision rewrite did."""
+        export_onnx(model, args, spec, out)
+        return {} if self.precision == FP32 else lower_precision(out, self.precision)
 
     def toolchain(self) -> dict[str, str]:
         return onnx_toolchain()
@@ -306,9 +317,9 @@ class OnnxBackend(Backend):
         provider = preferred_provider()
         return f"ONNX Runtime {provider}" + (" with I/O binding" if provider == CUDA else "")
 
-    def compile(self, program, spec, dims, bucket, out: Path, route=None) -> None:
+    def compile(self, program, spec, dims, bucket, out: Path, route=None) -> dict[str, str]:
         sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
-        export_onnx(program, tuple(example_inputs(spec, sizes).values()), spec, out)
+        return self.export(program, tuple(example_inputs(spec, sizes).values()), spec, out)
 
     def load(self, network: NetworkArtifacts) -> OrtRunner:
         (artifact,) = network.artifacts

@@ -24,7 +24,7 @@ from ..addon import NetworkSpec
 from ..runtime.network import Step
 from ..runtime.registry import BACKENDS
 from .base import Artifact, BackendError, example_inputs
-from .onnx import CUDA, HostArrays, OnnxBackend, OrtRunner, export_onnx, host_array, ort_session, preferred_provider
+from .onnx import CUDA, HostArrays, OnnxBackend, OrtRunner, host_array, ort_session, preferred_provider
 from .static import StaticBackend
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,9 @@ class OnnxStaticBackend(StaticBackend, OnnxBackend):
     name = "onnx-static"
     suffix = ".onnx"
 
-    def compile(self, program, spec, dims, bucket, out, route=None) -> None:
+    def compile(self, program, spec, dims, bucket, out, route=None) -> dict[str, str]:
         args = tuple(example_inputs(spec, bucket).values())
-        export_onnx(torch.export.export(program.module(), args), args, spec, out)
+        return self.export(torch.export.export(program.module(), args), args, spec, out)
 
     def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact):
         provider = preferred_provider()

@@ -13,6 +13,12 @@ reported with its network and backend, and the others are still written.
 Files are written whole or not at all and one compile holds the output
 folder at a time (:mod:`ttsstack.compiler.files`), so concurrent compiles for
 different backends all end up in the manifest.
+
+``precision`` (``--precision``: fp32, fp16, bf16, int8) is a backend setting:
+a backend that does not offer it is refused before any work, it is part of
+each artifact's ``settings`` (so of its cache key), and its artifacts are
+validated against the fp32 program with that precision's tolerance. A folder
+holds one precision per backend: compiling another replaces that backend's artifacts.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from ..addon import ADDON_FILE, Addon, AddonSpec, load_addon, parse_spec
-from ..backends.base import Backend, BackendError, ModuleRunner, NetworkArtifacts, Artifact
+from ..backends.base import FP32, Artifact, Backend, BackendError, ModuleRunner, NetworkArtifacts
 from ..runtime.builder import plan_stack
 from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
@@ -55,17 +61,24 @@ class CompileError(RuntimeError):
         super().__init__(f"{len(report.failed)} compile job(s) failed:\n{lines}")
 
 
-def resolve_backends(names: list[str]) -> list[Backend]:
-    """Backend objects for ``names``; ``all`` means every backend available on this host."""
+def resolve_backends(names: list[str], precision: str = FP32) -> list[Backend]:
+    """Backend objects for ``names`` at ``precision``; ``all`` means every backend available on this host that offers it.
+
+    A named backend that is unavailable, or cannot compile at ``precision``,
+    is a :class:`BackendError` naming it.
+    """
     if ALL in names:
-        return [BACKENDS.get(n)() for n in BACKENDS.names() if n != "eager" and BACKENDS.get(n).unavailable_reason() is None]
+        return [
+            BACKENDS.get(n)(**({} if precision == FP32 else {"precision": precision})) for n in BACKENDS.names()
+            if n != "eager" and BACKENDS.get(n).unavailable_reason() is None and precision in BACKENDS.get(n).precisions
+        ]
     backends = []
     for name in names:
         cls = BACKENDS.get(name)
         reason = cls.unavailable_reason()
         if reason:
             raise BackendError(f"backend '{name}' is not available on this host: {reason}")
-        backends.append(cls())
+        backends.append(cls(precision=precision) if precision != FP32 else cls())  # a plugin's may take no arguments
     return backends
 
 
@@ -140,7 +153,7 @@ def _compile_job(
     tried. When none works, the error names every route and why it failed.
     """
     reference = ModuleRunner(net_spec, program.module())
-    tolerance = for_backend(backend.name, backend.device)
+    tolerance = for_backend(backend.name, backend.device, backend.precision)
     failures = []
     for route in backend.routes(net_spec):
         rel = _artifact_name(net, backend, bucket, route)
@@ -216,17 +229,19 @@ def compile_addon(
     backends: list[str],
     buckets: dict[str, list[int]] | None = None,
     progress: bool = True,
+    precision: str = FP32,
 ) -> CompileReport:
-    """Compile the addon at ``source`` into ``out`` for ``backends``; see the module docstring.
+    """Compile the addon at ``source`` into ``out`` for ``backends`` at ``precision``; see the module docstring.
 
     Raises :class:`CompileError` after writing everything that succeeded when
-    any job fails. Waits while another compile holds ``out``.
+    any job fails, and :class:`BackendError` before any work when a backend
+    cannot compile at ``precision``. Waits while another compile holds ``out``.
     """
     source, out = Path(source), Path(out)
     addon = load_addon(source)
     spec = with_buckets(addon.spec, buckets)
     plan_stack(spec)  # wiring mistakes fail before any compile work
-    targets = resolve_backends(backends)
+    targets = resolve_backends(backends, precision)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, progress):
         return _compile_locked(addon, spec, targets, out, progress)

@@ -50,6 +50,11 @@ class Manifest(BaseModel):
         """The artifacts of one backend."""
         return [a for a in self.artifacts if a.backend == backend]
 
+    def precision(self, backend: str) -> str:
+        """The precision ``backend``'s artifacts were compiled at (fp32 for artifacts that do not say)."""
+        found = {a.settings.get("precision", "fp32") for a in self.for_backend(backend)}
+        return ", ".join(sorted(found)) or "fp32"
+
     def backends(self) -> list[str]:
         """Backends with at least one artifact."""
         return sorted({a.backend for a in self.artifacts})
