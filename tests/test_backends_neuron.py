@@ -86,6 +86,7 @@ def test_real_neuron_matches_the_reference(tiny_compiled):
 def test_compiler_args_are_explicit_and_recorded(tiny_compiled):
     entries = read_manifest(tiny_compiled).for_backend("neuron")
     assert {a.settings["compiler_args"] for a in entries} == {"--auto-cast none --optlevel 2"}
+    assert {a.settings["precision"] for a in entries} == {"fp32"}
 
 
 def test_emulator_checks_compiler_args_like_neuronx_cc():
@@ -109,8 +110,10 @@ def test_without_auto_cast_none_matrix_products_lose_fp32_precision():
 
 
 def test_compiler_settings_change_the_cache_key(tiny_addon, tmp_path):
-    assert NeuronBackend(precision="bf16").settings() == {"compiler_args": "--auto-cast all --auto-cast-type bf16 --optlevel 2"}
-    with pytest.raises(BackendError, match=r"precision 'int3' is not one of fp32, bf16, fp16"):
+    assert NeuronBackend(precision="bf16").settings() == {
+        "precision": "bf16", "compiler_args": "--auto-cast all --auto-cast-type bf16 --optlevel 2"
+    }
+    with pytest.raises(BackendError, match=r"precision 'int3' \(precisions are fp32, fp16, bf16, int8\); it offers: fp32, bf16, fp16"):
         NeuronBackend(precision="int3")
     out = tmp_path / "out"
     compile_addon(tiny_addon, out, ["neuron"], buckets={"T_text": [16], "T_frames": [32]}, progress=False)

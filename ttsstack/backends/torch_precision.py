@@ -29,6 +29,8 @@ from collections import Counter
 import torch
 from torch import nn
 
+from ..recurrent import ATEN_KERNELS
+
 aten = torch.ops.aten
 
 CAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -177,11 +179,17 @@ def quantize_graph(module: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, 
     fp32 (``{"int8": "linear x7, lstm_cell x2", "kept fp32": "lstm x1"}``).
     """
     done, kept = Counter(), Counter()
-    layers = (aten.linear.default, aten.lstm_cell.default, aten.conv1d.default, aten.lstm.input, aten.gru.input)
+    layers = (aten.linear, aten.lstm_cell, aten.conv1d, aten.conv2d, aten.lstm, aten.gru, aten.gru_cell, aten.rnn_tanh)
+    recurrent = {kernel: op.__name__.split(".")[0] for op, kernel in ATEN_KERNELS.items()}  # lowered ttsstack::lstm/gru
     for index, node in enumerate(list(module.graph.nodes)):
-        if node.op != "call_function" or node.target not in layers:
+        if node.op != "call_function":
             continue
-        op = node.target.__name__.split(".")[0]
+        if node.target in recurrent:
+            kept[recurrent[node.target]] += 1
+            continue
+        if getattr(node.target, "overloadpacket", None) not in layers:
+            continue
+        op = node.target.overloadpacket.__name__
         found = _replacement(module, node)
         if found is None:
             kept[op] += 1
