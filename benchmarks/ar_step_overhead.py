@@ -16,6 +16,12 @@ Per step:
   numpy views, feeds, bucket dispatch, I/O binding);
 - host overhead: both together.
 
+Beside them, this host's limit for one step (``host_peak.py``): the step
+network's weight bytes over the measured GEMV bandwidth (a step at batch 1
+reads every weight once), and the block's time as a multiple of it
+(``x limit``). Weights that fit in the CPU's caches (the tiny demo's) are
+read faster than that, so there the limit is only a bound.
+
 Any backend the addon is compiled for (a source addon is compiled into the
 cache first) works: cpu, eager, onnx, onnx-static, neuron. Prints a table and
 writes ``ar_step_overhead.json`` to ``--out`` (default ``benchmarks/out/``;
@@ -25,10 +31,7 @@ writes ``ar_step_overhead.json`` to ``--out`` (default ``benchmarks/out/``;
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -36,7 +39,7 @@ from pathlib import Path
 import torch
 
 import ttsstack
-from ttsstack.addon import parse_spec
+from ttsstack.addon import load_addon, parse_spec
 from ttsstack.backends.base import ModuleRunner
 from ttsstack.backends.onnx import OrtRunner, host_array
 from ttsstack.backends.static import StaticRunner
@@ -47,6 +50,7 @@ from ttsstack.runtime.network import step_length
 from ttsstack.runtime.registry import BACKENDS
 
 from common import ListFlag, add_output_flags, output_dir, parser_for
+from host_peak import host_description, measure_peaks, parameter_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +135,13 @@ def measure(voice: Voice, text: str, steps: int) -> dict[str, float]:
     return {"block": total / steps, "step": sum(step_times) / steps, "bare": bare}
 
 
-def run(addon: Path, backend: str, steps: int, repeats: int, text: str) -> dict:
+def step_weight_bytes(folder: Path) -> int:
+    """Bytes of the weights of the addon's decoder step network(s), from their exported programs."""
+    addon = load_addon(folder)
+    return sum(parameter_bytes(addon.load_program(name)) for name in addon.spec.networks_with_role("decoder_step"))
+
+
+def run(addon: Path, backend: str, steps: int, repeats: int, text: str, peaks: dict) -> dict:
     """Medians over ``repeats`` forced decodes (after one warm-up) on one backend, in microseconds per step."""
     voice = forced(ttsstack.load(addon, backend=backend), steps)
     measure(voice, text, steps)  # warm-up: first calls of a TorchScript module optimise it
@@ -152,12 +162,16 @@ def run(addon: Path, backend: str, steps: int, repeats: int, text: str) -> dict:
         "host_overhead_us": median_us(r["block"] - r["bare"] if r["bare"] else None for r in runs),
     }
     row["host_overhead_pct"] = 100 * row["host_overhead_us"] / row["block_us"] if row["host_overhead_us"] else None
+    row["weight_mb"] = step_weight_bytes(addon) / 1e6
+    row["limit_us"] = row["weight_mb"] / peaks["gemv_gbps"] * 1e3  # MB / (GB/s) = ms
+    row["x_limit"] = row["block_us"] / row["limit_us"]
     return row
 
 
 COLUMNS = (  # row key, title, width; times in microseconds per step
     ("block_us", "block", 8), ("step_us", "step", 8), ("bare_us", "bare net", 8), ("block_overhead_us", "block ovh", 9),
     ("runner_overhead_us", "runner ovh", 10), ("host_overhead_us", "host ovh", 8), ("host_overhead_pct", "host %", 6),
+    ("limit_us", "limit", 8), ("x_limit", "x limit", 8),
 )
 
 
@@ -186,7 +200,10 @@ def main() -> None:
     out = output_dir(parser, args) / "ar_step_overhead.json"
 
     torch.set_num_threads(args.threads)
-    rows = [run(args.addon, b, args.steps, args.repeats, args.text) for b in args.backend]
+    peaks = measure_peaks(args.threads)
+    rows = [run(args.addon, b, args.steps, args.repeats, args.text, peaks) for b in args.backend]
+    print(f"limit: the step's weights ({rows[0]['weight_mb']:.1f} MB) at this host's GEMV bandwidth "
+          f"({peaks['gemv_gbps']:.1f} GB/s, {args.threads} thread(s))")
     print(table(rows))
     result = {
         "benchmark": "ar_step_overhead",
@@ -194,8 +211,8 @@ def main() -> None:
         "text": args.text,
         "repeats": args.repeats,
         "threads": args.threads,
-        "host": {"machine": platform.machine(), "python": sys.version.split()[0], "torch": torch.__version__,
-                 "cpus": os.cpu_count()},
+        "host": host_description(),
+        "peaks": peaks,
         "rows": rows,
     }
     out.write_text(json.dumps(result, indent=2) + "\n")

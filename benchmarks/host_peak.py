@@ -3,8 +3,8 @@
 - :func:`host_description`: CPU model, cores, vector ISA, library versions
   (recorded with every result).
 - :func:`measure_peaks`: fp32 sgemm FLOP/s (``torch.mm`` of 1024 x 1024
-  matrices) and memory bandwidth, both as a copy (read + write of a 256 MB
-  tensor) and as a GEMV (a 4096 x 8192 fp32 matrix times a vector, the
+  matrices) and memory bandwidth, both as a copy (read + write of a 128 MB
+  tensor) and as a GEMV (a 4096 x 4096 fp32 matrix times a vector, the
   memory traffic of one autoregressive step), at a given thread count; the
   best of several runs (noise on a shared host only adds time).
 - :func:`count_flops`: FLOPs of one call of a network (``ExportedProgram.module()``)
@@ -36,8 +36,8 @@ import torch
 from common import ListFlag, parser_for
 
 SGEMM_SIZE = 1024
-COPY_BYTES = 256 << 20
-GEMV_SHAPE = (4096, 8192)  # 128 MB of fp32: far beyond any cache
+COPY_BYTES = 128 << 20
+GEMV_SHAPE = (4096, 4096)  # 64 MB of fp32: far beyond any cache
 
 
 def _cpu_model() -> str:
@@ -79,7 +79,7 @@ def _best_seconds(call, repeats: int) -> float:
 
 
 @functools.cache
-def measure_peaks(threads: int, repeats: int = 5) -> dict[str, float]:
+def measure_peaks(threads: int, repeats: int = 3) -> dict[str, float]:
     """``sgemm_gflops``, ``copy_gbps`` and ``gemv_gbps`` at ``threads`` intra-op threads (best of ``repeats``)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -104,6 +104,21 @@ def count_flops(module, args: tuple) -> int:
     with torch.inference_mode(), counter:
         module(*args)
     return counter.get_total_flops()
+
+
+def flops_per_audio_second(voice, text: str) -> float:
+    """FLOPs one second of ``voice``'s audio costs in its networks, counted on a synthesis of ``text``.
+
+    Counted on the voice's own runners (run them on the ``eager`` backend:
+    compiled artifacts hide their operators from the counter). A Griffin-Lim
+    vocoder's FFTs are not counted; a vocoder network is.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        audio = voice.synthesize_audio(text)
+    return counter.get_total_flops() / (len(audio) / voice.sample_rate)
 
 
 def parameter_bytes(program: torch.export.ExportedProgram) -> int:

@@ -29,6 +29,11 @@ Peak memory is what one run adds to the resident set: the process's peak (Linux
 ``VmHWM``, reset before each run through ``/proc/self/clear_refs``) minus the
 resident set before it, so loaded models (every system's stay loaded) do not count.
 RTF is compute time / audio time (lower is better); ``speed_multiple`` is its inverse.
+Beside each total, this host's compute limit (``host_peak.py``): the networks' FLOPs
+per second of audio (counted on an eager synthesis of the second text) times the
+cell's audio seconds, over the host's sgemm peak at ``--threads``; ``x limit`` is the
+total over it. Griffin-Lim's FFTs are not counted, so for a Griffin-Lim voice the
+limit is the networks' alone.
 Prints a table and the target ratios, writes ``latency.json`` and ``latency.png`` (with the
 ``[bench]`` extra's matplotlib) to ``--out`` (default ``benchmarks/out/``; ``--record``: ``benchmarks/results/``).
 """
@@ -37,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -52,6 +56,7 @@ from ttsstack.compiler.manifest import MANIFEST_FILE
 from ttsstack.runtime import RuntimeOptions
 
 from common import ListFlag, add_deprecated_alias, add_output_flags, output_dir, parser_for, real_time_factor
+from host_peak import flops_per_audio_second, host_description, measure_peaks
 
 HERE = Path(__file__).resolve().parent
 ADDONS = sorted(p.parent for p in (HERE.parent / "addons").glob("*/addon/addon.yaml"))
@@ -74,6 +79,8 @@ class Measurement:
     speed_multiple: float
     run_peak_mb: float
     first_call_first_audio_s: float | None = None
+    limit_s: float | None = None  # the networks' FLOPs over this host's sgemm peak
+    x_limit: float | None = None
 
 
 def _reset_peak_rss() -> None:
@@ -179,12 +186,12 @@ def ratios(rows: list[Measurement]) -> list[dict]:
 def print_table(rows: list[Measurement], targets: list[dict]) -> None:
     """The results as aligned text."""
     head = (f"{'addon':16s} {'system':20s} {'chars':>5s} {'1st mel ms':>10s} {'1st audio ms':>12s} {'total s':>8s} "
-            f"{'RTF':>6s} {'x real time':>11s} {'+peak MB':>8s}")
+            f"{'RTF':>6s} {'x real time':>11s} {'+peak MB':>8s} {'limit s':>8s} {'x limit':>7s}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r.addon:16s} {r.system:20s} {r.chars:5d} {r.first_mel_s * 1e3:10.0f} {r.first_audio_s * 1e3:12.0f} "
-              f"{r.total_s:8.2f} {r.rtf:6.3f} {r.speed_multiple:11.1f} {r.run_peak_mb:8.0f}")
+              f"{r.total_s:8.2f} {r.rtf:6.3f} {r.speed_multiple:11.1f} {r.run_peak_mb:8.0f} {r.limit_s:8.3f} {r.x_limit:7.1f}")
     print("\ntargets: first audio @1000 < 0.1 x naive total; first audio 4000/50 <= 1.3; total <= 1.1 x best whole-utterance")
     for t in targets:
         print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
@@ -246,6 +253,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     backends = [b.name for b in resolve_backends(args.backend)]
+    peaks = measure_peaks(args.threads)
+    print(f"limit: networks' FLOPs at this host's sgemm peak, {peaks['sgemm_gflops']:.1f} GFLOP/s "
+          f"at {args.threads} thread(s)", file=sys.stderr)
     texts = sorted((HERE / "texts").glob("chars_*.txt"))
     if args.quick:
         texts, args.runs, args.first_runs = texts[:2], 1, 1
@@ -257,6 +267,7 @@ def main() -> None:
             compiled = args.out / "compiled" / source.parent.name
             compile_addon(source, compiled, backends, progress=False)
         loaded = list(systems(compiled, backends))
+        flops_per_s = flops_per_audio_second(loaded[0][1], texts[min(1, len(texts) - 1)].read_text().strip())
         first_calls = {name: runner(voice, texts[0].read_text().strip())["first_audio"]  # warm-up: first call after load
                        for name, voice, runner in loaded}
         for index, path in enumerate(texts):
@@ -264,14 +275,16 @@ def main() -> None:
             for cell in measure_interleaved(loaded[0][1].spec.name, loaded, text, args.runs, args.first_runs):
                 if index == 0:
                     cell.first_call_first_audio_s = first_calls[cell.system]
+                cell.limit_s = flops_per_s * cell.audio_s / (peaks["sgemm_gflops"] * 1e9)
+                cell.x_limit = cell.total_s / cell.limit_s
                 rows.append(cell)
                 print(f"  {cell.addon} {cell.system} {cell.chars} chars: first audio {cell.first_audio_s * 1e3:.0f} ms, "
                       f"total {cell.total_s:.2f} s", file=sys.stderr)
     targets = ratios(rows)
     print_table(rows, targets)
     report = {
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "torch": torch.__version__,
-                 "threads": torch.get_num_threads(), "device": "cpu"},
+        "host": {**host_description(), "threads": torch.get_num_threads(), "device": "cpu"},
+        "peaks": peaks,
         "runs": args.runs,
         "first_runs": args.first_runs,
         "rows": [asdict(r) for r in rows],

@@ -20,7 +20,7 @@ For each backend and precision the network is compiled by the backend itself
 (the same ``compile`` and ``load`` as ``ttsstack compile``), validated
 against the fp32 program with the precision's tolerance (``valid``: what
 ``ttsstack compile`` would decide), and timed: the median of ``--repeats``
-calls (the step network on one step's inputs). The error against fp32 eager
+calls (fewer, at least 3, past 10 s; the step network on one step's inputs). The error against fp32 eager
 PyTorch is measured on what a listener gets: the step network runs
 ``--steps`` steps autoregressively, each fed its own previous frame and
 states, and the frames are compared with fp32's (``mel err`` mean absolute,
@@ -141,10 +141,11 @@ def fastpitch_decoder(frames: int) -> Network:
                    {"frames": (1,), "frames_mask": (1,), "mel": (1,)})
 
 
-def _median_seconds(call, repeats: int) -> float:
+def _median_seconds(call, repeats: int, budget_s: float = 10.0) -> float:
+    """Median of ``repeats`` timed calls after a warm-up, fewer (at least 3) once ``budget_s`` is spent."""
     call()
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats and (len(times) < 3 or sum(times) < budget_s):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)

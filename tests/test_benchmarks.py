@@ -32,6 +32,9 @@ def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
         assert row["speed_multiple"] == pytest.approx(1 / row["rtf"])
     assert all(row["first_call_first_audio_s"] for row in report["rows"] if row["chars"] == min(r["chars"] for r in report["rows"]))
     assert "first audio" in result.stdout and report["targets"]
+    # every total beside this host's compute limit, and the host described with its peaks
+    assert all(row["limit_s"] > 0 and row["x_limit"] == pytest.approx(row["total_s"] / row["limit_s"]) for row in report["rows"])
+    assert report["host"]["cpu"] and report["peaks"]["sgemm_gflops"] > 0 and report["peaks"]["gemv_gbps"] > 0
 
 
 def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
@@ -74,6 +77,7 @@ def test_ar_step_overhead_runs_on_a_static_backend(tiny_tacotron_compiled, tmp_p
     assert [row["backend"] for row in rows] == ["onnx-static", "cpu"]  # the default list is replaced, not extended
     assert all(row["steps"] == 20 and row["bare_us"] > 0 and row["block_us"] >= row["step_us"] for row in rows)
     assert "runner ovh" in result.stdout
+    assert all(row["weight_mb"] > 0 and row["x_limit"] == pytest.approx(row["block_us"] / row["limit_us"]) for row in rows)
 
 
 def test_vocoder_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
@@ -120,3 +124,18 @@ def test_benchmarks_write_to_an_untracked_folder_unless_told_to_record(tiny_comp
     both = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--record", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600, env=ENV)
     assert both.returncode == 2 and "either --record or --out" in both.stderr
+
+
+def test_precision_times_each_precision_against_the_limit(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "precision.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
+         "--precision", "fp32,int8", "--frames", "24", "--repeats", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "precision.json").read_text())
+    rows = {row["precision"]: row for row in report["rows"]}
+    assert set(rows) == {"fp32", "int8"} and report["host"]["cpu"]
+    assert rows["fp32"]["mel_mae"] < 1e-5 < rows["int8"]["mel_mae"]  # int8 for real, fp32 exact
+    assert rows["int8"]["artifact_mb"] < rows["fp32"]["artifact_mb"] / 2
+    assert all(row["valid"] == "yes" and row["x_limit"] == pytest.approx(row["ms"] / row["limit_ms"]) for row in rows.values())
