@@ -1,7 +1,7 @@
 """This host's limits, and a model's: what every benchmark table puts beside a measured time.
 
 - :func:`host_description`: CPU model, cores, vector ISA, library versions
-  (recorded with every result).
+  and the load average when measured (recorded with every result).
 - :func:`measure_peaks`: fp32 sgemm FLOP/s (``torch.mm`` of 1024 x 1024
   matrices) and memory bandwidth, both as a copy (read + write of a 128 MB
   tensor) and as a GEMV (a 4096 x 4096 fp32 matrix times a vector, the
@@ -52,7 +52,7 @@ def _cpu_model() -> str:
 
 
 def host_description() -> dict[str, object]:
-    """What the numbers were measured on: CPU model, cores, vector ISA, Python/torch/onnxruntime versions."""
+    """What the numbers were measured on: CPU model, cores, vector ISA, library versions, and the load average then."""
     from ttsstack.backends.base import package_version
     from ttsstack.backends.cpu import host_isa
 
@@ -65,6 +65,7 @@ def host_description() -> dict[str, object]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "onnxruntime": package_version("onnxruntime"),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # others' work on a shared host
     }
 
 

@@ -14,6 +14,8 @@ from ttsstack.compiler.manifest import read_manifest
 from ttsstack.parity import check_parity
 from ttsstack.tolerances import PRECISION_TOLERANCES, TORCHSCRIPT
 
+TEXTS = ("Hi.", "The quick brown fox jumps over the lazy dog.")
+
 
 @pytest.mark.parametrize(("backend", "precision"), [("onnx", "bf16"), ("eager", "int8"), ("neuron", "int8")])
 def test_a_precision_a_backend_lacks_is_refused_before_any_work(tiny_addon, tmp_path, backend, precision):
@@ -43,7 +45,7 @@ def test_int8_on_cpu_is_recorded_keyed_apart_and_within_its_tolerance(tiny_tacot
     encoder = next(a for a in manifest.artifacts if a.network == "encoder")
     assert encoder.details["kept fp32"] == "lstm x1"  # the BiLSTM over the whole text stays fp32
 
-    parity = check_parity(out, ["cpu"])
+    parity = check_parity(out, ["cpu"], TEXTS)
     assert parity.passed, parity.table()
     assert parity.placements["cpu"].endswith("int8")
     rows = {row.stage: row for row in parity.rows}
@@ -65,7 +67,7 @@ def test_fp16_onnx_keeps_fp32_inputs_and_outputs(tiny_tacotron, tmp_path):
         floats = [v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]]
         assert onnx.TensorProto.FLOAT16 not in floats, entry.network
         assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer), entry.network
-    parity = check_parity(out, ["onnx"])
+    parity = check_parity(out, ["onnx"], TEXTS)
     assert parity.passed, parity.table()
     assert {row.tolerance for row in parity.rows} == {PRECISION_TOLERANCES["fp16"]}
 
