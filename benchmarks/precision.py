@@ -84,9 +84,7 @@ class Network:
     """A full-size network: its exported program, spec, example inputs and how it is measured."""
 
     def __init__(self, name: str, module: torch.nn.Module, inputs: dict, output_names: list[str], dim: str, axes: dict):
-        torch.manual_seed(0)
         self.name = name
-        self.dim = dim
         self.inputs = inputs
         args = tuple(inputs.values())
         with torch.no_grad():
@@ -110,6 +108,7 @@ def tacotron2_step(text_length: int) -> Network:
     model = _model_module("tacotron2-demo")
     for name, value in TACOTRON2_SIZES.items():
         setattr(model, name, value)
+    torch.manual_seed(0)
     step = model.DecoderStep(N_MELS).eval()
     names = list(inspect.signature(step.forward).parameters)
     sizes = {"previous_frame": [1, 1, N_MELS], "attention_weights": [1, text_length],
@@ -123,7 +122,8 @@ def tacotron2_step(text_length: int) -> Network:
         elif name in ("memory", "processed_memory"):
             inputs[name] = torch.randn(*sizes[name], generator=gen)
         else:
-            inputs[name] = torch.zeros(*sizes.get(name, [1, model.ATTENTION_RNN]))
+            width = model.DECODER_RNN if name.startswith("decoder_") else model.ATTENTION_RNN
+            inputs[name] = torch.zeros(*sizes.get(name, [1, width]))
     states = [n for n in names if n not in ("memory", "processed_memory", "memory_mask")]
     outputs = ["frame", "stop", *(f"next_{n}" for n in states[1:])]
     axes = {n: (1,) for n in names if n in ("attention_weights", "attention_weights_cum", "memory", "processed_memory",
@@ -136,6 +136,7 @@ def fastpitch_decoder(frames: int) -> Network:
     """The FastPitch-size decoder (see the module docstring) on ``frames`` frames."""
     model = _model_module("fastpitch-demo")
     sizes = FASTPITCH_DECODER
+    torch.manual_seed(0)
     decoder = model.Decoder(N_MELS, channels=sizes["channels"])
     decoder.convs = model.ConvStack(sizes["channels"], kernel_size=sizes["kernel_size"], layers=sizes["layers"])
     gen = torch.Generator().manual_seed(1)
