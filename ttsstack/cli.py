@@ -93,6 +93,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             reason = BACKENDS.get(name).unavailable_reason()
             if reason:
                 print(f"--backend all: skipping {name}: {reason}", file=sys.stderr)
+            elif name != "eager" and args.precision not in BACKENDS.get(name).precisions:
+                print(f"--backend all: skipping {name}: it does not compile at precision {args.precision}", file=sys.stderr)
     try:
         report = compile_addon(args.addon, args.output, names, buckets or None, progress=not args.quiet, precision=args.precision)
     except CompileError as exc:
