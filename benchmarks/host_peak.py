@@ -97,6 +97,11 @@ def measure_peaks(threads: int, repeats: int = 3) -> dict[str, float]:
     return {"threads": threads, "sgemm_gflops": sgemm / 1e9, "copy_gbps": copy / 1e9, "gemv_gbps": gemv / 1e9}
 
 
+def best_peaks(*measured: dict[str, float]) -> dict[str, float]:
+    """The best of several measurements of the same peaks (say, at a run's start and end): neighbours only slow them."""
+    return {key: max(m[key] for m in measured) for key in measured[0]}
+
+
 def count_flops(module, args: tuple) -> int:
     """FLOPs of one call ``module(*args)``: matrix products and convolutions, as FlopCounterMode counts them."""
     from torch.utils.flop_counter import FlopCounterMode
