@@ -62,6 +62,9 @@ def for_backend(backend: str, device: str = "cpu") -> Tolerance:
 CODEC_PADDING_SAMPLES: dict[str, int] = {"mp3": 1105 + 1152, "aac": 2 * 1024, "opus": 960}
 RESAMPLING_SLACK_SAMPLES = 32
 # Lossy codecs keep the waveform of speech to a normalized correlation (at the best lag within the
-# padding) above this; lossless ones and G.711 mu-law above the second (mu-law's 8-bit step is ~ -38 dB).
+# padding) above this; lossless ones above the second; a resampled lossless stream (G.711 mu-law, whose
+# 8-bit step is ~ -38 dB, at 8 kHz; PCM at another rate) above the third, as FFmpeg's resampler and the
+# reference's band-limited (FFT) one differ near the new Nyquist frequency and at the utterance's ends.
 LOSSY_CORRELATION = 0.9
 LOSSLESS_CORRELATION = 0.999
+RESAMPLED_CORRELATION = 0.99

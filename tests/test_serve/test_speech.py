@@ -32,7 +32,8 @@ def _assert_same_audio(received: np.ndarray, reference: np.ndarray) -> None:
 
 
 def test_wav_streams_the_header_then_the_whole_utterance_audio(server, tiny_voice):
-    with httpx.stream("POST", f"{server}/v1/audio/speech", json={"model": "tiny", "input": TEXT, "voice": "alloy"}) as r:
+    with httpx.stream("POST", f"{server}/v1/audio/speech", json={"model": "tiny", "input": TEXT, "voice": "alloy",
+                                                                 "response_format": "wav"}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "audio/wav"
         assert r.headers["transfer-encoding"] == "chunked"
@@ -41,7 +42,7 @@ def test_wav_streams_the_header_then_the_whole_utterance_audio(server, tiny_voic
     riff, riff_size, wave, _, _, fmt, channels, rate, _, _, bits, data, data_size = struct.unpack("<4sI4s4sIHHIIHH4sI", body[:44])
     assert (riff, wave, data, fmt, channels, bits) == (b"RIFF", b"WAVE", b"data", 1, 1, 16)
     assert rate == tiny_voice.sample_rate and riff_size == data_size == UNKNOWN_SIZE
-    assert len(pieces) > 2  # header, then audio chunk by chunk
+    assert len(pieces) > 2  # header with the first chunk, then audio chunk by chunk
     _assert_same_audio(_samples(body[44:]), tiny_voice.synthesize_audio(TEXT))
 
 
