@@ -134,15 +134,14 @@ def test_each_format_streams_decodable_audio_of_the_utterance(url, demo, fmt):
     assert _best_correlation(head, prefix, lag) >= LOSSY_CORRELATION
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "wav"])  # those whose headers differ when complete (Ogg, ADTS do not)
 def test_stream_false_sends_a_complete_file(url, demo, fmt):
     voice, reference = demo
     r = _post(url, response_format=fmt, stream=False)
     assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
     decoded, rate = _decode(r.content, fmt, int(r.headers["x-sample-rate"]))
     _assert_same_speech(decoded, rate, fmt, reference, voice.sample_rate)
-    if fmt in ("mp3", "flac", "wav"):  # its header holds the true length: exact, even for MP3 (gapless header)
-        assert len(decoded) == len(reference)
+    assert len(decoded) == len(reference)  # its header holds the true length: exact, even for MP3 (gapless header)
     if fmt in SOUNDFILE_READS:
         samples, rate = soundfile.read(io.BytesIO(r.content), dtype="float64")
         _assert_same_speech(samples, rate, fmt, reference, voice.sample_rate)

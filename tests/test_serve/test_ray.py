@@ -16,7 +16,7 @@ import ray
 from ray import serve
 
 from ttsstack.serve import AddonSource, Limits
-from ttsstack.serve.ray_app import Placement, addon_application
+from ttsstack.serve.ray_app import Placement, addon_application, build
 from ttsstack.tolerances import PCM16, TORCHSCRIPT
 
 from ..conftest import REPO
@@ -85,3 +85,14 @@ def test_errors_and_probes_are_the_servers_own(ray_url):
     assert r.status_code == 422 and r.json()["error"]["param"] == "response_format"
     assert httpx.get(f"{ray_url}/readyz", timeout=60).json() == {"status": "ready", "models": ["tiny"]}
     assert "ttsstack_requests_total" in httpx.get(f"{ray_url}/metrics", timeout=60).text  # one replica's metrics
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: Placement(replicas=0), "replicas must be >= 1, got 0"),
+    (lambda: Placement(replicas=3, max_replicas=2), r"max_replicas \(2\) must be >= replicas \(3\)"),
+    (lambda: Placement(gpus=-1), "must be >= 0"),
+    (lambda: build({"adon": "compiled/x"}), "addon=DIR is required; known: addon, backend, cpus"),
+])
+def test_a_bad_placement_or_builder_argument_is_refused_naming_it(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

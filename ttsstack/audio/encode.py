@@ -22,6 +22,7 @@ true lengths, FLAC's total sample count): the one to save.
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -177,7 +178,7 @@ class _Resampled:
         return self._resampler.resample(frame)
 
 
-class AudioEncoder:
+class AudioEncoder(ABC):
     """Encodes float chunks into ``fmt`` at ``rate``: :meth:`encode` per chunk, then :meth:`finish` once.
 
     Build it with :func:`encoder_for`. Not thread-safe; one per stream.
@@ -189,13 +190,13 @@ class AudioEncoder:
         self.rate = rate
         self.whole = whole
 
+    @abstractmethod
     def encode(self, audio: np.ndarray) -> bytes:
         """The bytes ready after this chunk (possibly none while an encoder fills a frame)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self) -> bytes:
         """The rest: buffered audio, the container's trailer; with ``whole``, the complete file."""
-        raise NotImplementedError
 
 
 class _PcmEncoder(AudioEncoder):
