@@ -375,9 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--max-replicas", type=_positive, default=None, metavar="N",
                      help="autoscale each addon up to N replicas on ongoing requests (default: no autoscaling)")
     ray.add_argument("--replica-cpus", type=float, default=1.0, metavar="C", help="CPUs reserved by each replica")
-    ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="GPUs per replica (1: one replica per GPU)")
+    ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="GPUs per replica (1: one replica per GPU; default 0: none)")
     ray.add_argument("--replica-neuron-cores", type=_non_negative, default=0, metavar="N",
-                     help="NeuronCores per replica (Ray's neuron_cores resource: a core range per replica)")
+                     help="NeuronCores per replica (Ray's neuron_cores resource: a core range per replica; default 0: none)")
     _plugin_flag(p)
     p.set_defaults(func=cmd_serve)
 

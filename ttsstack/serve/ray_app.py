@@ -27,6 +27,7 @@ ttsstack.serve.ray_app:build addon=DIR backend=cpu replicas=2``.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -150,9 +151,11 @@ def deploy(sources: Sequence[AddonSource], limits: Limits, placement: Placement,
 def run_on_ray(sources: Sequence[AddonSource], limits: Limits, placement: Placement, options: RuntimeOptions,
                api_key: str | None, host: str, port: int, address: str | None) -> None:
     """``ttsstack serve --ray``: join (``address``) or start a Ray cluster, start Serve's HTTP proxy on
-    ``host:port``, deploy every addon, and serve until interrupted; then shut the applications down."""
+    ``host:port``, deploy every addon, and serve until SIGINT or SIGTERM; then shut the applications down."""
     import ray
     from ray import serve
+
+    signal.signal(signal.SIGTERM, _interrupt)
 
     ray.init(address=address)
     serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": int(limits.keep_alive_s)})
@@ -166,6 +169,11 @@ def run_on_ray(sources: Sequence[AddonSource], limits: Limits, placement: Placem
         pass
     finally:
         serve.shutdown()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C, so that the applications are shut down on either."""
+    raise KeyboardInterrupt
 
 
 def build(args: dict[str, str]):
