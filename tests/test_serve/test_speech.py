@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import wave
 
@@ -129,3 +130,16 @@ def test_a_failing_stream_ends_with_an_error_and_the_rest_goes_on(server, tiny_v
     assert metric(server, "ttsstack_streams_total", model="tiny-faulty", outcome="failed") == failed + 1
     assert _speech(server).status_code == 200
     assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+def test_a_failing_sse_stream_ends_with_an_error_event(server):
+    received = []
+    with httpx.stream("POST", f"{server}/v1/audio/speech", timeout=60,
+                      json={"model": "tiny-faulty", "input": TEXT, "response_format": "pcm", "stream_format": "sse"}) as r:
+        assert r.status_code == 200  # audio had started when the fault came
+        with pytest.raises(httpx.RemoteProtocolError):  # and the body ends without its final chunk
+            for piece in r.iter_raw():
+                received.append(piece)
+    events = [json.loads(e.removeprefix(b"data: ")) for e in b"".join(received).split(b"\n\n") if e]
+    assert events[0]["type"] == "speech.audio.delta" and events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "synthesis_failed" and "injected fault" in events[-1]["error"]["message"]
