@@ -52,3 +52,19 @@ def for_backend(backend: str, device: str = "cpu") -> Tolerance:
     if device != "cpu":
         return ACCELERATOR
     return BACKEND_TOLERANCES.get(backend, ACCELERATOR)
+
+# Encoded audio (HTTP response formats) against the voice's own samples, decoded by a standard decoder
+# (FFmpeg through PyAV). A codec may add samples, at its own rate: MP3 its encoder and decoder delay
+# (576 + 529) and the rest of its last 1152-sample frame when no gapless header says where the audio
+# ends (a stream has none); AAC its 1024-sample priming and the rest of its last 1024-sample frame;
+# Opus the rest of its last 20 ms frame (its pre-skip is in the stream). Lossless formats add none. A
+# resampled stream may differ by a few samples more (the resampler's filter at the start and the end).
+CODEC_PADDING_SAMPLES: dict[str, int] = {"mp3": 1105 + 1152, "aac": 2 * 1024, "opus": 960}
+RESAMPLING_SLACK_SAMPLES = 32
+# Lossy codecs keep the waveform of speech to a normalized correlation (at the best lag within the
+# padding) above this; lossless ones above the second; a resampled lossless stream (G.711 mu-law, whose
+# 8-bit step is ~ -38 dB, at 8 kHz; PCM at another rate) above the third, as FFmpeg's resampler and the
+# reference's band-limited (FFT) one differ near the new Nyquist frequency and at the utterance's ends.
+LOSSY_CORRELATION = 0.9
+LOSSLESS_CORRELATION = 0.999
+RESAMPLED_CORRELATION = 0.99
