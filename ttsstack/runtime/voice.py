@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import AsyncIterable, AsyncIterator, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from .blocks.base import Block, PieceTooLong
 from .alignment import ALIGNMENT
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
+from .incremental import FLUSH_AFTER_S, stream_text
 from .network import NetworkRunner
 from .speakers import SpeakerChoice, speaker_tensors
 from .tempo import resample_time
@@ -186,6 +187,21 @@ class Voice:
         found: list[WordTiming] = []
         audio = self.vocoder.stream(self._tempo(timed_frames(self, text, speed, speaker, found), speed))
         yield from with_words(audio, found, np.zeros(0, np.float32))
+
+    def stream_text(
+        self, fragments: AsyncIterable[str], speed: float = 1.0, speaker: SpeakerChoice = None,
+        timings: bool = False, flush_after_s: float = FLUSH_AFTER_S,
+    ) -> AsyncIterator[TimedChunk]:
+        """Text as it is written (an async iterable of fragments, an LLM's tokens) to audio, clause by clause.
+
+        An async iterator of :class:`~ttsstack.runtime.timings.TimedChunk`:
+        each clause is spoken as soon as it is complete (a clause end and
+        the whitespace after it), or when no fragment came for
+        ``flush_after_s`` seconds, so speech starts before the text is
+        finished; the audio equals synthesizing the same clauses one by one.
+        See :mod:`~ttsstack.runtime.incremental`.
+        """
+        return stream_text(self, fragments, speed, speaker, timings, flush_after_s)
 
     def synthesize_audio(
         self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS

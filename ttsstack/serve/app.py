@@ -24,6 +24,7 @@ from .models import ServedModel, served_models
 from .readiness import Readiness
 from .schemas import SpeechRequest
 from .stream import SpeechStream
+from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
@@ -76,6 +77,8 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
         return SpeechStream(model, ticket, text, body.speed, body.response_format, body.stream, metrics, arrived)
+
+    add_speech_websocket(app, models, limits, metrics)
 
     @app.get("/v1/models")
     async def list_models() -> dict:
