@@ -24,6 +24,7 @@ from .models import ServedModel, served_models
 from .readiness import Readiness
 from .schemas import SpeechRequest
 from .stream import SpeechStream
+from .page import add_page
 from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
@@ -79,6 +80,7 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
         return SpeechStream(model, ticket, text, body.speed, body.response_format, body.stream, metrics, arrived)
 
     add_speech_websocket(app, models, limits, metrics)
+    add_page(app)
 
     @app.get("/v1/models")
     async def list_models() -> dict:

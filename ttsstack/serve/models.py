@@ -27,6 +27,7 @@ class ServedModel:
             "owned_by": "ttsstack",
             "backend": self.voice.backend,
             "sample_rate": self.voice.sample_rate,
+            "word_timings": self.voice.timings_unavailable is None,
             "response_formats": ["wav", "pcm"],
             "max_concurrent": self.gate.max_concurrent,
             "max_queue": self.gate.max_queue,
