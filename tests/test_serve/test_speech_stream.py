@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import anyio
+import httpx
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from ttsstack.serve import Limits, create_app
@@ -165,3 +167,34 @@ def test_python_api_speaks_fragments_as_they_come(tiny_voice):
     np.testing.assert_array_equal(np.concatenate([c.chunk for c in chunks]), expected)
     words = [w.text for c in chunks for w in c.words]
     assert words == "Hello there voice agent The rest comes later".split()
+
+
+def test_api_key_guards_the_websocket(tiny_voice):
+    limits = Limits()
+    with running_server(create_app([tiny_voice], limits, api_key="secret"), limits) as url:
+        ws_url = url.replace("http://", "ws://") + "/v1/audio/speech/stream"
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, open_timeout=10)
+        assert refused.value.response.status_code == 403
+        with connect(ws_url, open_timeout=10, additional_headers={"Authorization": "Bearer secret"}) as ws:
+            ws.send(json.dumps({"type": "start", "model": "tiny"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "start"
+
+
+def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
+    url = ws_server.replace("ws://", "http://").replace("/v1/audio/speech/stream", "/v1/audio/speech/events")
+    text = "Timed words, over HTTP."
+    events = []
+    with httpx.stream("POST", url, json={"model": "tiny", "input": text}, timeout=60) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    assert events[0]["type"] == "speech.start" and events[-1]["type"] == "speech.audio.done"
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    _assert_same_audio(_pcm(audio), tiny_voice.synthesize_audio(text))
+    words = [w for e in events if e["type"] == "speech.word_timings" for w in e["words"]]
+    assert [(w["word"], w["start_char"]) for w in words] == [("Timed", 0), ("words", 6), ("over", 13), ("HTTP", 18)]
+    assert words == [w.as_dict() for i in tiny_voice.stream_audio(text, timings=True) for w in i.words]
+    too_long = httpx.post(url, json={"model": "tiny", "input": "x" * 201})
+    assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "input"

@@ -25,6 +25,7 @@ from .readiness import Readiness
 from .schemas import SpeechRequest
 from .stream import SpeechStream
 from .page import add_page
+from .timed import add_speech_events
 from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
@@ -80,6 +81,8 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
         return SpeechStream(model, ticket, text, body.speed, body.response_format, body.stream, metrics, arrived)
 
     add_speech_websocket(app, models, limits, metrics)
+    add_speech_events(app, models, limits, metrics,
+                      lambda body: (model := _model(models, body.model), _check_input(body.input, model, limits)))
     add_page(app)
 
     @app.get("/v1/models")
