@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from ttsstack.serve import Limits, create_app
 from ttsstack.tolerances import PCM16
 
-from .conftest import running_server
+from .conftest import metric, running_server, wait_for
 
 TOKENS = ["Hello", " there", ",", " voice", " agent", ".", " The", " rest", " comes", " later", "."]
 CLAUSES = ["Hello there,", "voice agent.", "The rest comes later."]
@@ -198,3 +198,20 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     assert words == [w.as_dict() for i in tiny_voice.stream_audio(text, timings=True) for w in i.words]
     too_long = httpx.post(url, json={"model": "tiny", "input": "x" * 201})
     assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "input"
+
+
+def test_hang_up_mid_speech_stops_the_session_and_the_server_goes_on(ws_server, tiny_voice):
+    http = ws_server.replace("ws://", "http://").replace("/v1/audio/speech/stream", "")
+    before = metric(http, "ttsstack_streams_total", model="tiny", outcome="cancelled")
+    ws, _ = _open(ws_server)
+    ws.send(json.dumps({"type": "text", "text": "One clause, " * 12}))
+    assert json.loads(ws.recv(timeout=30))["type"] == "audio"
+    ws.close()
+    wait_for(lambda: metric(http, "ttsstack_streams_total", model="tiny", outcome="cancelled") == before + 1,
+             "the session to be counted as cancelled")
+    ws, _ = _open(ws_server)
+    with ws:
+        ws.send(json.dumps({"type": "text", "text": "Still here."}))
+        ws.send(json.dumps({"type": "end"}))
+        audio, _ = _read_until(ws, "end")
+    _assert_same_audio(_pcm(audio), tiny_voice.synthesize_audio("Still here."))

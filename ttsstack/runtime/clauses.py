@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+FLUSH_AFTER_S = 0.5
+"""Seconds without a fragment after which the text pending is spoken as a clause (an LLM that paused)."""
+
 _CLAUSE_END = re.compile(r"[,;:.!?\u2026\u2013\u2014]+[\"'\u2019\u201d)\]]*(?=\s)")
 
 

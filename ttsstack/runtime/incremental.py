@@ -20,15 +20,11 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from .clauses import Clause, ClauseBuffer
+from .clauses import FLUSH_AFTER_S, Clause, ClauseBuffer
 from .timings import TimedChunk
 
 if TYPE_CHECKING:
     from .voice import Voice
-
-FLUSH_AFTER_S = 0.5
-"""Seconds without a fragment after which the text pending is spoken as a clause (an LLM that paused)."""
-
 
 def speak_clause(voice: "Voice", clause: Clause, speed: float, speaker, timings: bool, before_s: float) -> Iterator[TimedChunk]:
     """The audio of one clause, alone; with ``timings`` its words in the whole text and the whole audio

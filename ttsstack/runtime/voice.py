@@ -15,7 +15,7 @@ from .blocks.base import Block, PieceTooLong
 from .alignment import ALIGNMENT
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
-from .incremental import FLUSH_AFTER_S, stream_text
+from .clauses import FLUSH_AFTER_S
 from .network import NetworkRunner
 from .speakers import SpeakerChoice, speaker_tensors
 from .tempo import resample_time
@@ -199,8 +199,10 @@ class Voice:
         the whitespace after it), or when no fragment came for
         ``flush_after_s`` seconds, so speech starts before the text is
         finished; the audio equals synthesizing the same clauses one by one.
-        See :mod:`~ttsstack.runtime.incremental`.
+        See :mod:`~ttsstack.runtime.incremental`; it runs on anyio (the ``serve`` extra).
         """
+        from .incremental import stream_text  # anyio: imported only by those who stream text
+
         return stream_text(self, fragments, speed, speaker, timings, flush_after_s)
 
     def synthesize_audio(

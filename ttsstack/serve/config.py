@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.clauses import FLUSH_AFTER_S
 from ..runtime.registry import BACKENDS
 
 
@@ -58,7 +59,7 @@ class Limits:
     max_connections: int = 512
     shutdown_grace_s: float = 30.0
     ws_idle_timeout_s: float = 30.0
-    ws_flush_after_s: float = 0.5
+    ws_flush_after_s: float = FLUSH_AFTER_S
 
     def __post_init__(self) -> None:
         for name in ("max_concurrent", "max_input_chars", "max_body_bytes", "retry_after_s",

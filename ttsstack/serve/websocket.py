@@ -42,6 +42,7 @@ import time
 from typing import Literal, Mapping
 
 import anyio
+import anyio.lowlevel
 from fastapi import FastAPI, WebSocket
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr, TypeAdapter, ValidationError
 from starlette.websockets import WebSocketDisconnect
@@ -134,21 +135,21 @@ class SpeechSession:
         self.last_activity = time.monotonic()
         self.ended = False
         self._send_lock = anyio.Lock()
+        self._scope: anyio.CancelScope | None = None
 
     @classmethod
     async def open(cls, websocket: WebSocket, models: Mapping[str, ServedModel], limits: Limits,
                    metrics: ServerMetrics) -> "SpeechSession | None":
         """Read the ``start`` message and answer it; None (the connection closed with the reason) when it is bad."""
         with anyio.move_on_after(limits.ws_idle_timeout_s):
-            try:
-                raw = await websocket.receive_text()
-            except (WebSocketDisconnect, KeyError):
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
                 return None
             try:
-                start = StartMessage.model_validate_json(raw)
+                start = StartMessage.model_validate_json(message.get("text") or b"")
             except ValidationError as exc:
                 await _refuse(websocket, _error("invalid_start", f"start: {_reason(exc.errors())}; the first message is "
-                              '{"type": "start", "model": NAME}', "type"))
+                              '{"type": "start", "model": NAME} as JSON text', "type"))
                 return None
             model = models.get(start.model)
             if model is None:
@@ -168,20 +169,31 @@ class SpeechSession:
     async def run(self) -> None:
         """Listen and speak until the client ends (all spoken), hangs up, or idles out."""
         async with anyio.create_task_group() as group:
-            group.start_soon(self._speak, group.cancel_scope)
+            self._scope = group.cancel_scope
+            group.start_soon(self._speak)
             try:
                 await self._listen()  # returns when it closed an idle client
             except WebSocketDisconnect:
                 pass
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """The client left (or was closed for idling): stop listening and speaking, once."""
+        if not self._scope.cancel_called:
             self.metrics.streams.labels(self.model.name, "cancelled").inc()
-            group.cancel_scope.cancel()
+            self._scope.cancel()
 
     async def _send(self, message: dict | bytes) -> None:
+        """Send one frame; a connection that is gone ends the session (a cancellation, raised here)."""
         async with self._send_lock:
-            if isinstance(message, bytes):
-                await self.websocket.send_bytes(message)
-            else:
-                await self.websocket.send_json(message)
+            try:
+                if isinstance(message, bytes):
+                    await self.websocket.send_bytes(message)
+                else:
+                    await self.websocket.send_json(message)
+            except (WebSocketDisconnect, OSError, RuntimeError):  # hung up, or closed: Starlette refuses to send
+                self._hang_up()
+                await anyio.lowlevel.checkpoint()
 
     async def _listen(self) -> None:
         limits = self.limits
@@ -251,7 +263,7 @@ class SpeechSession:
             self.speaking.cancel()
         await self._send({"type": "cleared"})
 
-    async def _speak(self, session_scope: anyio.CancelScope) -> None:
+    async def _speak(self) -> None:
         async with self.clauses:
             async for generation, clause in self.clauses:
                 if generation != self.generation:
@@ -263,7 +275,7 @@ class SpeechSession:
                           "seconds": round(self.samples / self.model.voice.sample_rate, 6)})
         self.metrics.streams.labels(self.model.name, "completed").inc()
         await self.websocket.close(1000, "end")
-        session_scope.cancel()
+        self._scope.cancel()
 
     async def _speak_clause(self, clause: Clause) -> None:
         model, start = self.model, self.start
