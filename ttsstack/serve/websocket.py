@@ -98,6 +98,7 @@ def add_speech_websocket(app: FastAPI, models: Mapping[str, ServedModel], limits
 
     @app.websocket(SPEECH_STREAM_PATH)
     async def speech_stream(websocket: WebSocket) -> None:
+        """Text fragments in, speech out (the protocol is this module's docstring)."""
         await websocket.accept()
         session = await SpeechSession.open(websocket, models, limits, metrics)
         if session is not None:
