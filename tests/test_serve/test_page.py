@@ -72,6 +72,7 @@ def test_page_streams_speech_in_chromium(browser, tiny_voice, tmp_path):
         page.wait_for_function("document.getElementById('status').textContent === 'ready'", timeout=30_000)
         assert page.input_value("#model") == "tiny"
         page.fill("#text", TEXT)
+        page.check("#as-written")  # word by word: the text-as-written path of the WebSocket
         page.click("#speak")
         page.wait_for_function("/^\\d+ ms$/.test(document.getElementById('first-audio').textContent)", timeout=30_000)
         page.wait_for_function("document.getElementById('status').textContent === 'done'", timeout=30_000)

@@ -65,9 +65,14 @@ function speak() {
   let samples = 0;
   const timed = [];    // {start, end, span}
 
-  socket.onopen = () => {
+  socket.onopen = async () => {
     socket.send(JSON.stringify({ type: "start", model, timings }));
-    socket.send(JSON.stringify({ type: "text", text }));
+    const fragments = $("as-written").checked ? text.match(/\s*\S+/g) || [] : [text];
+    for (const [index, fragment] of fragments.entries()) {
+      if (index > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+      if (socket.readyState !== WebSocket.OPEN) return;
+      socket.send(JSON.stringify({ type: "text", text: fragment }));
+    }
     socket.send(JSON.stringify({ type: "end" }));
   };
   socket.onmessage = (event) => {
