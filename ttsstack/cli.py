@@ -158,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after, send_timeout_s=args.send_timeout,
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, max_header_bytes=args.max_header_bytes,
         keep_alive_s=args.keep_alive, max_connections=args.max_connections, shutdown_grace_s=args.shutdown_grace,
+        ws_idle_timeout_s=args.ws_idle_timeout, ws_flush_after_s=args.ws_flush_after,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     warning = open_access_warning(args.host, api_key)
@@ -344,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-timeout", type=_seconds, default=limits.send_timeout_s, metavar="SECONDS",
                    help="cut a response whose client has read nothing for this long, freeing its slot "
                         f"(default {limits.send_timeout_s:g})")
+    p.add_argument("--ws-idle-timeout", type=_seconds, default=limits.ws_idle_timeout_s, metavar="SECONDS",
+                   help="close a speech WebSocket that sent nothing this long while nothing was being spoken "
+                        f"(default {limits.ws_idle_timeout_s:g})")
+    p.add_argument("--ws-flush-after", type=_seconds, default=limits.ws_flush_after_s, metavar="SECONDS",
+                   help="on a speech WebSocket, speak text pending without a clause end after this long without "
+                        f"a fragment (default {limits.ws_flush_after_s:g})")
     p.add_argument("--header-timeout", type=_seconds, default=limits.header_timeout_s, metavar="SECONDS",
                    help="close a connection whose request headers are not complete this long after it connected "
                         f"or its previous response ended (default {limits.header_timeout_s:g})")

@@ -24,8 +24,11 @@ from .middleware import BodySizeLimit, CountSpeechRequests, RequireApiKey
 from .models import ServedModel, served_models
 from .readiness import Readiness
 from .schemas import SpeechRequest
+from .page import add_page
 from .stream import Delivery, SpeechStream
+from .timed import add_speech_events
 from .voices import UnknownVoice, speaker_for
+from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
@@ -83,6 +86,11 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
         return SpeechStream(model, ticket, text, body.speed, speaker, delivery, metrics, arrived)
+
+    add_speech_websocket(app, models, limits, metrics)
+    add_speech_events(app, models, limits, metrics,
+                      lambda body: (model := _model(models, body.model), _check_input(body.input, model, limits)))
+    add_page(app)
 
     @app.get("/v1/models")
     async def list_models() -> dict:

@@ -31,6 +31,7 @@ class ServedModel:
             "sample_rate": self.voice.sample_rate,
             "response_formats": available_formats(),
             "voices": voice_names(self.voice),
+            "word_timings": self.voice.timings_unavailable is None,
             "max_concurrent": self.gate.max_concurrent,
             "max_queue": self.gate.max_queue,
         }
