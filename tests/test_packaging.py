@@ -52,6 +52,8 @@ def test_a_non_editable_install_runs_the_first_commands_default(tmp_path):
     ran = _run([str(venv / "bin" / "ttsstack"), "synthesize", "--backend", "eager", "--text", "Hello.", "-o", "hello.wav"],
                cwd=work, env=env)
     assert (work / "hello.wav").stat().st_size > 44 and "wrote hello.wav" in ran.stdout
+    page = "from ttsstack.serve.page import STATIC, _read; print(sum(len(_read(n)) for n in ['index.html', *dict(STATIC.values())]))"
+    assert int(_run([str(python), "-c", page], cwd=work, env=env).stdout) > 1000  # the page ships in the wheel
 
 
 def test_the_version_has_one_source():

@@ -126,7 +126,7 @@ def test_serve_with_plugin_serves_an_addon_using_the_block(gain_addon):
             seen.append(line)
             match = re.search(r"serving tiny-gain on (http://127\.0\.0\.1:\d+)", line)
             url = match and match.group(1)
-        r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny-gain", "input": "Hello."}, timeout=60)
+        r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny-gain", "input": "Hello.", "response_format": "wav"}, timeout=60)
         assert r.status_code == 200 and r.content[:4] == b"RIFF" and len(r.content) > 44
     finally:
         proc.terminate()

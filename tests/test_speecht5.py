@@ -186,3 +186,38 @@ def test_the_build_script_names_the_extra_without_transformers(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(SystemExit, match=r'pip install -e "\.\[transformers\]"'):
         runpy.run_path(str(SCRIPT))
+
+
+def test_the_server_speaks_the_voice_a_request_picks(speecht5):
+    """``voice`` picks one of the addon's speakers; OpenAI's names and none pick its default; others are 400."""
+    import httpx
+
+    from ttsstack.serve import create_app
+    from ttsstack.tolerances import PCM16
+
+    from .test_serve.conftest import running_server
+
+    base = _voice(speecht5, "onnx-static")
+    data = base.spec.to_dict()
+    data["speaker"]["voices"]["other"] = torch.randn(16, generator=torch.Generator().manual_seed(7)).tolist()
+    voice = Voice(parse_spec(data), base.runners, BACKENDS.get("onnx-static").block_variants, base.options, "onnx-static")
+    text = "Hi."
+    with running_server(create_app([voice])) as url:
+        def speak(name):
+            body = {"model": voice.spec.name, "input": text, "response_format": "pcm", "voice": name}
+            return httpx.post(f"{url}/v1/audio/speech", json={k: v for k, v in body.items() if v is not None}, timeout=60)
+
+        def samples(r):
+            assert r.status_code == 200, r.text
+            return np.frombuffer(r.content, dtype="<i2").astype(np.float32) / 32767.0
+
+        default, other = (np.clip(voice.synthesize_audio(text, speaker=s), -1, 1) for s in ("seeded", "other"))
+        assert np.abs(default - other).max() > 1e-3  # the two voices differ
+        for name, want in [("other", other), ("seeded", default), ("alloy", default)]:
+            got = samples(speak(name))
+            assert got.shape == want.shape and np.abs(got - want).max() <= PCM16.atol + 1e-7, name
+        r = speak("bob")
+        assert r.status_code == 400
+        error = r.json()["error"]
+        assert error["param"] == "voice" and "its voices: seeded, other" in error["message"]
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["voices"] == ["seeded", "other"]

@@ -161,12 +161,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after, send_timeout_s=args.send_timeout,
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, max_header_bytes=args.max_header_bytes,
         keep_alive_s=args.keep_alive, max_connections=args.max_connections, shutdown_grace_s=args.shutdown_grace,
+        ws_idle_timeout_s=args.ws_idle_timeout, ws_flush_after_s=args.ws_flush_after,
     )
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     warning = open_access_warning(args.host, api_key)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
+    if args.ray:
+        return _serve_on_ray(args, sources, limits, options, api_key)
     streams = args.max_concurrent * len(sources)
     threads = args.threads or max(1, (os.cpu_count() or 1) // streams)
     torch.set_num_threads(threads)
@@ -181,6 +184,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     print(f"serving {', '.join(v.spec.name for v in voices)} on http://{host}:{port} (POST /v1/audio/speech)", flush=True)
     run_server(config, [sock])
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, sources, limits, options: RuntimeOptions, api_key: str | None) -> int:
+    """``serve --ray``: each addon a Ray Serve deployment of replicas behind Ray's HTTP proxy."""
+    try:
+        from .serve.ray_app import Placement, run_on_ray
+    except ImportError as exc:
+        raise RuntimeError(f"serving on Ray needs the 'ray' extra: pip install 'ttsstack[ray]' ({exc})") from None
+    placement = Placement(replicas=args.replicas, max_replicas=args.max_replicas, cpus=args.replica_cpus,
+                          gpus=args.replica_gpus, neuron_cores=args.replica_neuron_cores, threads=args.threads or 1)
+    run_on_ray(sources, limits, placement, options, api_key, args.host, args.port, args.ray_address)
     return 0
 
 
@@ -338,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-timeout", type=_seconds, default=limits.send_timeout_s, metavar="SECONDS",
                    help="cut a response whose client has read nothing for this long, freeing its slot "
                         f"(default {limits.send_timeout_s:g})")
+    p.add_argument("--ws-idle-timeout", type=_seconds, default=limits.ws_idle_timeout_s, metavar="SECONDS",
+                   help="close a speech WebSocket that sent nothing this long while nothing was being spoken "
+                        f"(default {limits.ws_idle_timeout_s:g})")
+    p.add_argument("--ws-flush-after", type=_seconds, default=limits.ws_flush_after_s, metavar="SECONDS",
+                   help="on a speech WebSocket, speak text pending without a clause end after this long without "
+                        f"a fragment (default {limits.ws_flush_after_s:g})")
     p.add_argument("--header-timeout", type=_seconds, default=limits.header_timeout_s, metavar="SECONDS",
                    help="close a connection whose request headers are not complete this long after it connected "
                         f"or its previous response ended (default {limits.header_timeout_s:g})")
@@ -359,6 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PyTorch intra-op threads (default: cores / streams at once, so streams do not oversubscribe)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
+    ray = p.add_argument_group("Ray Serve (--ray; the 'ray' extra)")
+    ray.add_argument("--ray", action="store_true",
+                     help="deploy each addon as a Ray Serve deployment of replicas behind Ray's HTTP proxy on --host/--port "
+                          "(--threads is then per replica, default 1; the connection timeouts above do not apply, see README)")
+    ray.add_argument("--ray-address", default=None,
+                     help="Ray cluster to join ('auto': the one this node belongs to; default: start a local one)")
+    ray.add_argument("--replicas", type=_positive, default=1, metavar="N", help="replicas of each addon (the minimum when autoscaling)")
+    ray.add_argument("--max-replicas", type=_positive, default=None, metavar="N",
+                     help="autoscale each addon up to N replicas on ongoing requests (default: no autoscaling)")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, metavar="C", help="CPUs reserved by each replica")
+    ray.add_argument("--replica-gpus", type=float, default=0.0, metavar="G", help="GPUs per replica (1: one replica per GPU; default 0: none)")
+    ray.add_argument("--replica-neuron-cores", type=_non_negative, default=0, metavar="N",
+                     help="NeuronCores per replica (Ray's neuron_cores resource: a core range per replica; default 0: none)")
     _plugin_flag(p)
     p.set_defaults(func=cmd_serve)
 

@@ -21,14 +21,16 @@ def _post(server: str, **kwargs) -> httpx.Response:
     ({"model": "tiny", "input": "x" * 1001}, 413, "input"),
     ({"model": "tiny", "input": "###"}, 400, "input"),  # no character the frontend can speak
     ({"input": "hello"}, 422, "model"),
-    ({"model": "tiny", "input": "hello", "response_format": "mp3"}, 422, "response_format"),
+    ({"model": "tiny", "input": "hello", "response_format": "ogg"}, 422, "response_format"),
     ({"model": "tiny", "input": "hello", "speed": 10}, 422, "speed"),
     ({"model": "tiny", "input": "hello", "speed": "fast"}, 422, "speed"),
     ({"model": "tiny", "input": "hello", "speed": "2"}, 422, "speed"),  # strict: a number, not a string
     ({"model": "tiny", "input": "hello", "speed": True}, 422, "speed"),
     ({"model": "tiny", "input": "hello", "stream": "false"}, 422, "stream"),
-    ({"model": "tiny", "input": "hello", "stream_format": "sse"}, 422, "stream_format"),
+    ({"model": "tiny", "input": "hello", "stream_format": "events"}, 422, "stream_format"),
     ({"model": "tiny", "input": "hello", "temperature": 1}, 422, "temperature"),
+    ({"model": "tiny", "input": "hello", "voice": "bob"}, 400, "voice"),  # tiny's one voice is "default"
+    ({"model": "tiny", "input": "hello", "voice": 3}, 422, "voice"),
 ])
 def test_bad_body_names_the_field(server, body, status, param):
     r = _post(server, json=body)

@@ -54,7 +54,8 @@ def test_two_clients_that_never_read_cannot_hold_the_slots(tiny_voice):
                 sock.sendall(request)  # and never read a byte
             wait_for(lambda: metric(url, "ttsstack_active_streams", model="tiny") == 2, "both slots to be taken")
             start = time.monotonic()
-            r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny", "input": "Hello there."}, timeout=10)
+            r = httpx.post(f"{url}/v1/audio/speech", json={"model": "tiny", "input": "Hello there.", "response_format": "wav"},
+                           timeout=10)
             waited = time.monotonic() - start
             assert r.status_code == 200 and r.content[:4] == b"RIFF"
             assert waited < SECOND.send_timeout_s + 3  # one send timeout, not the stalled streams' length

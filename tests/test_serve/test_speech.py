@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import wave
 
@@ -32,7 +33,8 @@ def _assert_same_audio(received: np.ndarray, reference: np.ndarray) -> None:
 
 
 def test_wav_streams_the_header_then_the_whole_utterance_audio(server, tiny_voice):
-    with httpx.stream("POST", f"{server}/v1/audio/speech", json={"model": "tiny", "input": TEXT, "voice": "alloy"}) as r:
+    with httpx.stream("POST", f"{server}/v1/audio/speech", json={"model": "tiny", "input": TEXT, "voice": "alloy",
+                                                                 "response_format": "wav"}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "audio/wav"
         assert r.headers["transfer-encoding"] == "chunked"
@@ -41,7 +43,7 @@ def test_wav_streams_the_header_then_the_whole_utterance_audio(server, tiny_voic
     riff, riff_size, wave, _, _, fmt, channels, rate, _, _, bits, data, data_size = struct.unpack("<4sI4s4sIHHIIHH4sI", body[:44])
     assert (riff, wave, data, fmt, channels, bits) == (b"RIFF", b"WAVE", b"data", 1, 1, 16)
     assert rate == tiny_voice.sample_rate and riff_size == data_size == UNKNOWN_SIZE
-    assert len(pieces) > 2  # header, then audio chunk by chunk
+    assert len(pieces) > 2  # header with the first chunk, then audio chunk by chunk
     _assert_same_audio(_samples(body[44:]), tiny_voice.synthesize_audio(TEXT))
 
 
@@ -128,3 +130,16 @@ def test_a_failing_stream_ends_with_an_error_and_the_rest_goes_on(server, tiny_v
     assert metric(server, "ttsstack_streams_total", model="tiny-faulty", outcome="failed") == failed + 1
     assert _speech(server).status_code == 200
     assert httpx.get(f"{server}/healthz").status_code == 200
+
+
+def test_a_failing_sse_stream_ends_with_an_error_event(server):
+    received = []
+    with httpx.stream("POST", f"{server}/v1/audio/speech", timeout=60,
+                      json={"model": "tiny-faulty", "input": TEXT, "response_format": "pcm", "stream_format": "sse"}) as r:
+        assert r.status_code == 200  # audio had started when the fault came
+        with pytest.raises(httpx.RemoteProtocolError):  # and the body ends without its final chunk
+            for piece in r.iter_raw():
+                received.append(piece)
+    events = [json.loads(e.removeprefix(b"data: ")) for e in b"".join(received).split(b"\n\n") if e]
+    assert events[0]["type"] == "speech.audio.delta" and events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "synthesis_failed" and "injected fault" in events[-1]["error"]["message"]

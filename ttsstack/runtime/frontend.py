@@ -34,6 +34,7 @@ from typing import Any, Iterator
 import torch
 
 from .registry import FRONTENDS
+from .words import PieceWord, locate, piece_words
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 _CLAUSE_END = re.compile(r"(?<=[,:])\s+")
@@ -42,6 +43,18 @@ WORD_BOUNDARIES = frozenset(" \t.,;:!?-\u2013\u2014\u2026")  # symbols after whi
 
 class FrontendError(ValueError):
     """Text that cannot be turned into tokens (empty, or nothing the frontend knows)."""
+
+
+class TimingsUnavailable(ValueError):
+    """Word timings were asked of a voice that cannot give them; the message says why."""
+
+
+@dataclass(frozen=True)
+class TimedPiece:
+    """A piece of tokens ``[1, T]`` with its words: each word's characters in the original text and its tokens."""
+
+    tokens: torch.Tensor
+    words: tuple[PieceWord, ...]
 
 
 class TextWarning(UserWarning):
@@ -102,6 +115,8 @@ class Frontend(ABC):
 
     policy = "characters it cannot speak are skipped"
     boundary_ids: frozenset[int] = frozenset()
+    maps_words = False
+    """Whether :meth:`encode_positions` maps tokens back to characters (word timings need it)."""
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
@@ -113,6 +128,14 @@ class Frontend(ABC):
     def unspeakable(self, char: str) -> str | None:
         """Why this frontend skips ``char`` (a reason for the report), or None when it speaks it."""
         return None
+
+    def encode_positions(self, text: str) -> tuple[list[int], list[int | None]]:
+        """:meth:`encode`'s ids and, for each, the index in ``text`` of the character (or word) it was read
+        from (None: from none, like a pause or ``bos``), so word timings can name the words of the text.
+
+        A frontend that cannot tell raises :class:`TimingsUnavailable`.
+        """
+        raise TimingsUnavailable(f"the {type(self).__name__} does not map its tokens back to the text's words")
 
     def review(self, text: str) -> ReviewedText:
         """What of ``text`` is spoken: control characters and invalid code points removed, whitespace
@@ -140,18 +163,40 @@ class Frontend(ABC):
         are reported in one :class:`TextWarning`. Raises :class:`FrontendError`
         when the text is empty or yields no token.
         """
+        for piece in self._split(text, max_tokens, pack, timed=False):
+            yield piece.tokens
+
+    def timed_pieces(self, text: str, max_tokens: int, pack: bool = False) -> Iterator[TimedPiece]:
+        """:meth:`pieces` with the words of each: which tokens each word of the original ``text`` became.
+
+        Character offsets are those of ``text`` as given, before review
+        removed anything. :class:`TimingsUnavailable` when the frontend cannot
+        map tokens to characters (:meth:`encode_positions`).
+        """
+        yield from self._split(text, max_tokens, pack, timed=True)
+
+    def _split(self, text: str, max_tokens: int, pack: bool, timed: bool) -> Iterator[TimedPiece]:
         if not isinstance(text, str) or not text.strip():
             raise FrontendError("text is empty: nothing to synthesize")
         reviewed = self.review(text)
         if reviewed.skipped:
-            warnings.warn(TextWarning(f"frontend: not spoken: {reviewed.summary()}"), stacklevel=3)
+            warnings.warn(TextWarning(f"frontend: not spoken: {reviewed.summary()}"), stacklevel=4)
+        kept = [i for i, char in enumerate(text) if char.isspace() or _removed_reason(char) is None]
         produced = False
         sentences = split_text(reviewed.text.strip(), max_chars=max_tokens)
+        searched = 0
         for sentence in pack_sentences(sentences, max_tokens) if pack else sentences:
-            ids = self.encode(sentence)
+            if timed:
+                ids, origins = self.encode_positions(sentence)
+                located, searched = locate(sentence, reviewed.text, searched)
+                positions = [kept[i] for i in located]
+            else:
+                ids, origins, positions = self.encode(sentence), [], []
             for start in range(0, len(ids), max_tokens):
                 produced = True
-                yield torch.tensor([ids[start : start + max_tokens]], dtype=torch.int64)
+                tokens = torch.tensor([ids[start : start + max_tokens]], dtype=torch.int64)
+                words = piece_words(origins[start : start + max_tokens], sentence, positions) if timed else []
+                yield TimedPiece(tokens, tuple(words))
         if not produced:
             raise FrontendError(f"text has no character the frontend can speak: {text[:80]!r} ({self.policy})")
 
@@ -243,6 +288,7 @@ class CharactersFrontend(Frontend):
     """
 
     policy = "characters not in its symbol table (digits, emoji, other scripts) are skipped"
+    maps_words = True
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -265,8 +311,15 @@ class CharactersFrontend(Frontend):
 
     def encode(self, text: str) -> list[int]:
         """Ids of the known characters of ``text``, lower-cased (others skipped; :meth:`review` reports them)."""
-        ids = [self.ids[ch] for ch in text.lower() if ch in self.ids]
-        return self.bos + ids + self.eos if ids else []
+        return self.encode_positions(text)[0]
+
+    def encode_positions(self, text: str) -> tuple[list[int], list[int | None]]:
+        """:meth:`encode` with each id's character index in ``text`` (None for ``bos``/``eos``)."""
+        pairs = [(self.ids[c], i) for i, ch in enumerate(text) for c in ch.lower() if c in self.ids]
+        if not pairs:
+            return [], []
+        ids = self.bos + [token for token, _ in pairs] + self.eos
+        return ids, [None] * len(self.bos) + [i for _, i in pairs] + [None] * len(self.eos)
 
 
 def build_frontend(config: dict[str, Any]) -> Frontend:
@@ -288,12 +341,13 @@ class PhonemesFrontend(Frontend):
     """
 
     policy = "espeak-ng reads out every character its voice knows (digits as numbers, emoji and CJK by name)"
+    maps_words = True
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         from . import phonemes
 
-        self._phonemize = phonemes.phonemize
+        self._phonemize = phonemes.phonemize_positions
         symbols = config.get("symbols")
         if not isinstance(symbols, list) or not symbols:
             raise FrontendError("frontend.symbols: a non-empty list of phoneme symbols is required")
@@ -308,9 +362,14 @@ class PhonemesFrontend(Frontend):
 
     def encode(self, text: str) -> list[int]:
         """Ids of the known phonemes of ``text``."""
-        symbols = self._phonemize(text, self.voice)
+        return self.encode_positions(text)[0]
+
+    def encode_positions(self, text: str) -> tuple[list[int], list[int | None]]:
+        """:meth:`encode` with, for each phoneme, the index in ``text`` of the word espeak-ng read it from."""
+        symbols, characters = self._phonemize(text, self.voice)
         unknown = sorted({s for s in symbols if s not in self.ids} - self._warned)
         if unknown:
             self._warned.update(unknown)
-            warnings.warn(f"frontend: dropping phonemes not in the symbol table: {' '.join(unknown)}", stacklevel=3)
-        return [self.ids[s] for s in symbols if s in self.ids]
+            warnings.warn(f"frontend: dropping phonemes not in the symbol table: {' '.join(unknown)}", stacklevel=4)
+        known = [(self.ids[s], c) for s, c in zip(symbols, characters) if s in self.ids]
+        return [i for i, _ in known], [c for _, c in known]

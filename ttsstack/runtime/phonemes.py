@@ -127,7 +127,7 @@ class _Espeak:
         self.voice: str | None = None
         self.rate = DEFAULT_RATE
         self._chunks: list[np.ndarray] = []
-        self._events: list[tuple[str, int]] = []
+        self._events: list[tuple[str, int, int]] = []
         self._callback = _Callback(self._on_synth)  # kept referenced: the library holds a raw pointer
         self.lib.espeak_SetSynthCallback(self._callback)
 
@@ -138,11 +138,12 @@ class _Espeak:
         while events[i].type != _EVENT_LIST_TERMINATED:
             event = events[i]
             if event.type == _EVENT_PHONEME:
-                self._events.append((event.id.string.decode("utf-8", "replace"), int(event.sample)))
+                symbol = event.id.string.decode("utf-8", "replace")
+                self._events.append((symbol, int(event.sample), int(event.text_position) - 1))
             i += 1
         return 0
 
-    def synthesize(self, text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    def synthesize(self, text: str, voice: str, rate: int) -> "_Spoken":
         if rate != self.rate:
             if self.lib.espeak_SetParameter(_PARAMETER_RATE, rate, 0) != _EE_OK:
                 raise EspeakError(f"espeak-ng refused the speaking rate {rate}")
@@ -157,7 +158,17 @@ class _Espeak:
         if status != _EE_OK:
             raise EspeakError(f"espeak-ng failed to synthesize {text[:80]!r} (error {status})")
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
-        return audio, self._events
+        return _Spoken(audio, self._events, self.sample_rate)
+
+
+@dataclass(frozen=True)
+class _Spoken:
+    """What one ``espeak_Synth`` call reported: int16 audio and phoneme events ``(symbol, sample, character)``,
+    ``character`` the 0-based index in the text of the word the phoneme was read from."""
+
+    pcm: np.ndarray
+    events: list[tuple[str, int, int]]
+    sample_rate: int
 
 
 def _load_library() -> tuple[ctypes.CDLL, str | None, str]:
@@ -196,27 +207,35 @@ def _get_engine() -> _Espeak:
     return _engine
 
 
-def _tokens(events: list[tuple[str, int]], n_samples: int) -> tuple[list[str], list[int]]:
-    """Phoneme events -> (tokens, boundaries) by the rules in the module docstring."""
+def _tokens(events: list[tuple[str, int, int]], n_samples: int) -> tuple[list[str], list[int], list[int | None]]:
+    """Phoneme events -> (tokens, boundaries, characters) by the rules in the module docstring.
+
+    ``characters[i]`` is the index in the text of the word token ``i`` belongs
+    to (espeak-ng's event position), None for a pause.
+    """
     phonemes: list[str] = []
     starts: list[int] = []
+    characters: list[int | None] = []
     if not events or not events[0][0].startswith(PAUSE_PREFIX):
         phonemes.append(PAUSE_PREFIX)
         starts.append(0)
-    for symbol, sample in events:
+        characters.append(None)
+    for symbol, sample, character in events:
         sample = min(max(sample, starts[-1] if starts else 0), n_samples)
-        if symbol.startswith(PAUSE_PREFIX) and phonemes and phonemes[-1].startswith(PAUSE_PREFIX):
+        pause = symbol.startswith(PAUSE_PREFIX)
+        if pause and phonemes and phonemes[-1].startswith(PAUSE_PREFIX):
             continue  # merged into the pause before
         phonemes.append(symbol)
         starts.append(sample if starts else 0)
-    return phonemes, starts + [n_samples]
+        characters.append(None if pause else character)
+    return phonemes, starts + [n_samples], characters
 
 
 def render(text: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE) -> Rendering:
     """Speak ``text`` with espeak-ng at ``rate`` words per minute; its audio, phoneme tokens and their sample spans."""
-    pcm, events, sample_rate = _speak(text, voice, rate)
-    phonemes, boundaries = _tokens(events, len(pcm))
-    return Rendering(pcm.astype(np.float32) / 32768.0, sample_rate, phonemes, boundaries)
+    spoken = _speak(text, voice, rate)
+    phonemes, boundaries, _ = _tokens(spoken.events, len(spoken.pcm))
+    return Rendering(spoken.pcm.astype(np.float32) / 32768.0, spoken.sample_rate, phonemes, boundaries)
 
 
 def phonemize(text: str, voice: str = DEFAULT_VOICE) -> list[str]:
@@ -224,11 +243,42 @@ def phonemize(text: str, voice: str = DEFAULT_VOICE) -> list[str]:
 
     Raises :class:`EspeakError` with the install command when espeak-ng is missing.
     """
-    pcm, events, _ = _speak(text, voice, PHONEMIZE_RATE)
-    return _tokens(events, len(pcm))[0]
+    return phonemize_positions(text, voice)[0]
 
 
-def _speak(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[str, int]], int]:
+def phonemize_positions(text: str, voice: str = DEFAULT_VOICE) -> tuple[list[str], list[int | None]]:
+    """:func:`phonemize`'s symbols, and for each the index in ``text`` of the word it was read from (None: a pause).
+
+    espeak-ng reports each phoneme with the position of its word, so the
+    frontend can map tokens back to words for word timings, whatever
+    espeak-ng made of the word (``42`` is ``forty two``, both from one word).
+    """
+    spoken = _speak(text, voice, PHONEMIZE_RATE)
+    symbols, _, characters = _tokens(spoken.events, len(spoken.pcm))
+    return symbols, characters
+
+
+def word_starts(text: str, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE) -> tuple[list[tuple[int, int]], int]:
+    """espeak-ng's own word timings: ``(character index in text, start sample)`` per word, and its sample rate.
+
+    A word starts where espeak-ng's phoneme events say its first phoneme
+    does: the tokens and boundaries :func:`render` gives, so at
+    :data:`DEFAULT_RATE` the timings of the audio the demo voice was trained
+    on. espeak-ng's word events are not used: one often fires inside the
+    previous word's last vowel (up to 1,082 samples, 4.2 frames of 256,
+    before the word's first phoneme: ``forty two``), when espeak-ng starts
+    preparing the word rather than when it is heard.
+    """
+    spoken = _speak(text, voice, rate)
+    _, boundaries, characters = _tokens(spoken.events, len(spoken.pcm))
+    starts: dict[int, int] = {}
+    for character, sample in zip(characters, boundaries):
+        if character is not None:
+            starts.setdefault(character, sample)
+    return sorted(starts.items()), spoken.sample_rate
+
+
+def _speak(text: str, voice: str, rate: int) -> _Spoken:
     """espeak-ng's int16 audio of ``text``, its phoneme events and its sample rate."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text is empty: nothing to phonemize")
@@ -236,9 +286,7 @@ def _speak(text: str, voice: str, rate: int) -> tuple[np.ndarray, list[tuple[str
         if char == "\x00" or 0xD800 <= ord(char) <= 0xDFFF:
             raise ValueError(f"text has U+{ord(char):04X} at {position}, which espeak-ng cannot read; remove it")
     with _lock:
-        engine = _get_engine()
-        pcm, events = engine.synthesize(text, voice, rate)
-        return pcm, events, engine.sample_rate
+        return _get_engine().synthesize(text, voice, rate)
 
 
 def espeak_info() -> dict[str, object]:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import AsyncIterable, AsyncIterator, Iterator, Mapping
 
 import numpy as np
 import torch
 
 from ..addon import AddonSpec
 from .blocks.base import Block, PieceTooLong
+from .alignment import ALIGNMENT
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
+from .clauses import FLUSH_AFTER_S
 from .network import NetworkRunner
 from .speakers import SpeakerChoice, speaker_tensors
 from .tempo import resample_time
+from .timings import TimedChunk, WordTiming, timed_frames, timings_support, with_words
 
 
 WHOLE_TEXT_MAX_CHARS = 10_000
@@ -120,20 +123,40 @@ class Voice:
             parts = split_tokens(tokens, self.frontend.boundary_ids, -(-exc.steps // exc.limit))
             if started or len(parts) < 2:
                 raise
+            alignment = controls.get(ALIGNMENT)
+            offset = alignment.token_offset if alignment is not None else 0
             for part in parts:
+                if alignment is not None:
+                    alignment.token_offset = offset
+                offset += part.shape[1]
                 yield from self._piece(part, controls)
 
-    def stream(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
+    def stream(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, timings: bool = False
+    ) -> Iterator[np.ndarray] | Iterator[TimedChunk]:
         """Frame chunks ``[frames, C]`` of the whole text (mel, or a vocoder network's latents), each as soon as it is decoded.
 
         When no block of the stack reads ``speed`` (an attention decoder has
         no durations to divide), the frames are resampled along time instead
         (:func:`~ttsstack.runtime.tempo.resample_time`), so every addon honours it.
+        With ``timings=True`` each item is a :class:`~ttsstack.runtime.timings.TimedChunk`
+        (see :meth:`stream_audio`).
         """
-        chunks = (chunk[0].numpy() for chunk in self._mel_tensors(text, speed, speaker))
-        if speed != 1.0 and not self.stack_reads_speed:
-            chunks = resample_time(chunks, speed)
-        yield from chunks
+        if timings:
+            found: list[WordTiming] = []
+            frames = self._tempo(timed_frames(self, text, speed, speaker, found), speed)
+            yield from with_words(frames, found, np.zeros((0, self.channels), np.float32))
+            return
+        yield from self._tempo((chunk[0].numpy() for chunk in self._mel_tensors(text, speed, speaker)), speed)
+
+    def _tempo(self, chunks: Iterator[np.ndarray], speed: float) -> Iterator[np.ndarray]:
+        """``chunks`` at ``speed``: resampled along time when no block of the stack applies it."""
+        return resample_time(chunks, speed) if speed != 1.0 and not self.stack_reads_speed else chunks
+
+    @property
+    def timings_unavailable(self) -> str | None:
+        """Why this voice cannot give word timings (its frontend or its stack), or None when it can."""
+        return timings_support(self)
 
     def synthesize(
         self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS
@@ -146,9 +169,41 @@ class Voice:
         chunks = list(self.stream(text, speed, speaker))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.channels), np.float32)
 
-    def stream_audio(self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None) -> Iterator[np.ndarray]:
-        """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives."""
-        yield from self.vocoder.stream(self.stream(text, speed, speaker))
+    def stream_audio(
+        self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, timings: bool = False
+    ) -> Iterator[np.ndarray] | Iterator[TimedChunk]:
+        """Waveform chunks (float32, mono), vocoded from the mel stream as it arrives.
+
+        With ``timings=True`` each item is a :class:`~ttsstack.runtime.timings.TimedChunk`:
+        the ``chunk`` of samples and the ``words`` (:class:`~ttsstack.runtime.timings.WordTiming`:
+        characters in ``text``, start and end in seconds) whose end became
+        known while it was made, each word once, in order; the samples are
+        those of ``timings=False``. A voice that cannot tell
+        (:attr:`timings_unavailable`) raises :class:`~ttsstack.runtime.frontend.TimingsUnavailable`.
+        """
+        if not timings:
+            yield from self.vocoder.stream(self.stream(text, speed, speaker))
+            return
+        found: list[WordTiming] = []
+        audio = self.vocoder.stream(self._tempo(timed_frames(self, text, speed, speaker, found), speed))
+        yield from with_words(audio, found, np.zeros(0, np.float32))
+
+    def stream_text(
+        self, fragments: AsyncIterable[str], speed: float = 1.0, speaker: SpeakerChoice = None,
+        timings: bool = False, flush_after_s: float = FLUSH_AFTER_S,
+    ) -> AsyncIterator[TimedChunk]:
+        """Text as it is written (an async iterable of fragments, an LLM's tokens) to audio, clause by clause.
+
+        An async iterator of :class:`~ttsstack.runtime.timings.TimedChunk`:
+        each clause is spoken as soon as it is complete (a clause end and
+        the whitespace after it), or when no fragment came for
+        ``flush_after_s`` seconds, so speech starts before the text is
+        finished; the audio equals synthesizing the same clauses one by one.
+        See :mod:`~ttsstack.runtime.incremental`; it runs on anyio (the ``serve`` extra).
+        """
+        from .incremental import stream_text  # anyio: imported only by those who stream text
+
+        return stream_text(self, fragments, speed, speaker, timings, flush_after_s)
 
     def synthesize_audio(
         self, text: str, speed: float = 1.0, speaker: SpeakerChoice = None, max_chars: int | None = WHOLE_TEXT_MAX_CHARS

@@ -7,6 +7,8 @@ backend); ``ttsstack serve`` loads them and runs it on uvicorn with
 header and send timeouts, and uvicorn's own limits). Endpoints:
 ``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz`` (liveness),
 ``GET /readyz`` (readiness: every addon warmed up), ``GET /metrics``.
+Responses are encoded by :mod:`ttsstack.audio.encode`; :mod:`ttsstack.serve.ray_app`
+runs the same application as Ray Serve replicas (``ttsstack serve --ray``).
 
 The configuration names (:class:`Limits`, :class:`AddonSource`, ...) import
 without the server's dependencies, so the CLI can describe them where the

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from .. import __version__
+from ..audio.encode import FormatUnavailable, check_available, output_rate
 from ..runtime import Voice
 from ..runtime.frontend import ReviewedText
 from .concurrency import QueueFull
@@ -23,7 +24,11 @@ from .middleware import BodySizeLimit, CountSpeechRequests, RequireApiKey
 from .models import ServedModel, served_models
 from .readiness import Readiness
 from .schemas import SpeechRequest
-from .stream import SpeechStream
+from .page import add_page
+from .stream import Delivery, SpeechStream
+from .timed import add_speech_events
+from .voices import UnknownVoice, speaker_for
+from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
@@ -68,6 +73,11 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
         model = _model(models, body.model)
         request.state.model = model.name
         text = _check_input(body.input, model, limits)
+        delivery = _delivery(body, model)
+        try:
+            speaker = speaker_for(model.voice, body.voice)
+        except UnknownVoice as exc:
+            raise ApiError(400, str(exc), "voice", "voice_not_found") from None
         try:
             ticket = model.gate.reserve()
         except QueueFull as exc:
@@ -75,7 +85,12 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
                 429, f"model '{model.name}' is busy: {exc}; retry later", "model", "rate_limited",
                 headers={"Retry-After": str(limits.retry_after_s)},
             ) from None
-        return SpeechStream(model, ticket, text, body.speed, body.response_format, body.stream, metrics, arrived)
+        return SpeechStream(model, ticket, text, body.speed, speaker, delivery, metrics, arrived)
+
+    add_speech_websocket(app, models, limits, metrics)
+    add_speech_events(app, models, limits, metrics,
+                      lambda body: (model := _model(models, body.model), _check_input(body.input, model, limits)))
+    add_page(app)
 
     @app.get("/v1/models")
     async def list_models() -> dict:
@@ -112,6 +127,23 @@ def _model(models: dict[str, ServedModel], name: str) -> ServedModel:
             404, f"model '{name}' is not served here; served models: {', '.join(models) or '(none)'}",
             "model", "model_not_found",
         ) from None
+
+
+def _delivery(body: SpeechRequest, model: ServedModel) -> Delivery:
+    """How the audio goes out; ``400`` for a format this host cannot encode or a rate its codec does not take,
+    ``422`` for SSE without streaming."""
+    if body.stream_format == "sse" and not body.stream:
+        raise ApiError(422, 'stream_format: "sse" sends events as they are made; it cannot be combined with '
+                            '"stream": false', "stream_format", "invalid_value")
+    try:
+        fmt = check_available(body.response_format)
+    except FormatUnavailable as exc:
+        raise ApiError(400, f"response_format: {exc}", "response_format", "unsupported_format") from None
+    try:
+        rate = output_rate(fmt, model.voice.sample_rate, body.sample_rate)
+    except FormatUnavailable as exc:
+        raise ApiError(400, f"sample_rate: {exc}", "sample_rate", "unsupported_sample_rate") from None
+    return Delivery(fmt.name, rate, body.stream, body.stream_format == "sse")
 
 
 def _check_input(text: str, model: ServedModel, limits: Limits) -> ReviewedText:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.clauses import FLUSH_AFTER_S
 from ..runtime.registry import BACKENDS
 
 
@@ -20,6 +21,10 @@ class Limits:
       a request beyond ``max_concurrent + max_queue`` gets ``429`` with
       ``Retry-After: retry_after_s``.
     - ``max_input_chars``: longest ``input`` text (longer is ``413``).
+    - ``ws_idle_timeout_s``: a speech WebSocket that sends nothing this long
+      while nothing is being spoken is closed (code 1008, with the reason).
+    - ``ws_flush_after_s``: on a speech WebSocket, text pending without a
+      clause end is spoken after this long without a new fragment.
     - ``send_timeout_s``: a response whose sends have been blocked this long
       (the client reads nothing) is cut: its connection is aborted, its stream
       cancelled (counted as ``stalled``) and its slot freed.
@@ -53,13 +58,16 @@ class Limits:
     keep_alive_s: float = 5.0
     max_connections: int = 512
     shutdown_grace_s: float = 30.0
+    ws_idle_timeout_s: float = 30.0
+    ws_flush_after_s: float = FLUSH_AFTER_S
 
     def __post_init__(self) -> None:
         for name in ("max_concurrent", "max_input_chars", "max_body_bytes", "retry_after_s",
                      "max_header_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("send_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
+        for name in ("send_timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s", "ws_idle_timeout_s",
+                     "ws_flush_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.max_queue < 0:

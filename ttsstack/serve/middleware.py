@@ -76,7 +76,7 @@ class RequireApiKey:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
@@ -85,6 +85,9 @@ class RequireApiKey:
             return
         message = ("missing or wrong API key: send the header 'Authorization: Bearer KEY' "
                    "with the key the server was started with (--api-key or TTSSTACK_API_KEY)")
+        if scope["type"] == "websocket":  # refused before the handshake: the client gets 403
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
         response = error_response(401, message, None, "invalid_api_key", {"www-authenticate": "Bearer"})
         await response(scope, _replay([], None), send)
 

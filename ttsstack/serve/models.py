@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..audio.encode import available_formats
 from ..runtime import Voice
 from .concurrency import AdmissionGate
 from .config import Limits, require_unique_names
+from .voices import voice_names
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,9 @@ class ServedModel:
             "owned_by": "ttsstack",
             "backend": self.voice.backend,
             "sample_rate": self.voice.sample_rate,
-            "response_formats": ["wav", "pcm"],
+            "response_formats": available_formats(),
+            "voices": voice_names(self.voice),
+            "word_timings": self.voice.timings_unavailable is None,
             "max_concurrent": self.gate.max_concurrent,
             "max_queue": self.gate.max_queue,
         }

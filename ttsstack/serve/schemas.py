@@ -1,34 +1,50 @@
-"""The request body of ``POST /v1/audio/speech``: OpenAI's speech API plus one common extension, ``stream``."""
+"""The request body of ``POST /v1/audio/speech``: OpenAI's speech API plus two extensions, ``stream`` and ``sample_rate``."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from ..audio.encode import MAX_RATE, MIN_RATE
+
+DEFAULT_FORMAT = "mp3"
+"""OpenAI's default ``response_format``, and so ttsstack's."""
 
 
 class SpeechRequest(BaseModel):
-    """OpenAI's ``audio.speech.create`` body, restricted to what ttsstack makes, with ``stream``.
+    """OpenAI's ``audio.speech.create`` body, restricted to what ttsstack makes, with ``stream`` and ``sample_rate``.
 
     - ``model``: the name of a served addon (``GET /v1/models``).
     - ``input``: the text; empty is ``400``, longer than the server's limit ``413``.
-    - ``voice``: accepted for compatibility and ignored: an addon has one voice.
-    - ``response_format``: ``wav`` (PCM16 in a RIFF header) or ``pcm`` (raw
-      PCM16 little-endian mono at the addon's sample rate, given in the
-      ``X-Sample-Rate`` header). Compressed formats are ``422`` (for now).
+    - ``voice``: one of the addon's voices (``GET /v1/models`` lists them); OpenAI's
+      own names (``alloy``, ...) and no voice at all pick the addon's default voice.
+    - ``response_format``: OpenAI's ``mp3`` (the default, as OpenAI's),
+      ``opus`` (Ogg), ``aac`` (ADTS), ``flac``, ``wav`` (PCM16 in a RIFF header),
+      ``pcm`` (raw PCM16 little-endian mono), plus ``mulaw`` (raw G.711 μ-law,
+      telephony's, 8 kHz by default). A format whose encoder this host lacks is
+      ``400`` naming those it has.
+    - ``sample_rate`` (extension): the rate to send at, 8000 to 96000 Hz, for
+      any format whose encoder takes it (``400`` listing the rates otherwise);
+      left out: the addon's rate (``pcm``, ``wav``, ``flac``), the nearest rate
+      the codec takes (``mp3``, ``aac``, ``opus``), 8000 (``mulaw``). The
+      response's ``X-Sample-Rate`` header says which.
     - ``speed``: a JSON number from 0.25 to 4.0; 2.0 speaks twice as fast
       (durations are divided by it). Strings and booleans are ``422``.
-    - ``stream_format``: how a streamed body is framed; only ``audio`` (raw
-      audio bytes as they are made). Room for OpenAI's ``sse``.
+    - ``stream_format``: how a streamed body is framed: ``audio`` (the encoded
+      bytes as they are made) or OpenAI's ``sse`` (server-sent events
+      ``speech.audio.delta`` with base64 audio, then ``speech.audio.done``).
     - ``stream`` (an extension OpenAI-compatible servers such as Kokoro-FastAPI
       accept): ``true`` (default) sends audio as chunked transfer as soon as it
       is made, a ``wav`` starting with a header of unknown size; ``false`` sends
       one complete body with ``Content-Length`` once synthesis is done, a
       ``wav`` whose header has its true sizes: the one to save as a file.
+      ``false`` with ``stream_format: "sse"`` is ``422``: events are a stream
+      (checked by the route, so that the error names ``stream_format``).
 
-    ``response_format`` says what the audio is, ``stream``/``stream_format``
-    how it is delivered; each new format or framing is one more value of one
-    field. Unknown fields are ``422`` naming them, rather than silently ignored.
+    ``response_format`` and ``sample_rate`` say what the audio is,
+    ``stream``/``stream_format`` how it is delivered. Unknown fields are
+    ``422`` naming them, rather than silently ignored.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -36,7 +52,9 @@ class SpeechRequest(BaseModel):
     model: StrictStr
     input: StrictStr
     voice: StrictStr | None = None
-    response_format: Literal["wav", "pcm"] = "wav"
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw"] = DEFAULT_FORMAT
+    sample_rate: StrictInt | None = Field(None, ge=MIN_RATE, le=MAX_RATE)
     speed: StrictFloat = Field(1.0, ge=0.25, le=4.0)
-    stream_format: Literal["audio"] = "audio"
+    stream_format: Literal["audio", "sse"] = "audio"
     stream: StrictBool = True
+

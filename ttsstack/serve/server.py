@@ -24,6 +24,7 @@ def server_config(app: FastAPI, limits: Limits, host: str = "127.0.0.1", port: i
         timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
         limit_concurrency=limits.max_connections,
         timeout_graceful_shutdown=limits.shutdown_grace_s,  # type: ignore[arg-type]
+        ws_max_size=limits.max_body_bytes,
     )
 
 

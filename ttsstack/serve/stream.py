@@ -7,11 +7,16 @@ that hangs up stops it within one chunk: a watcher sees ``http.disconnect``,
 cancels the stream, the chunk being computed finishes (a worker thread is
 never abandoned), and no further one is asked for.
 
-What arrives is exactly ``Voice.synthesize_audio`` of the same text, in PCM16:
+Each chunk is encoded as it comes (:mod:`ttsstack.audio.encode`: MP3, Opus,
+AAC, FLAC, μ-law through PyAV, WAV and PCM as PCM16) in the same worker thread,
+and whatever bytes the encoder has ready are sent. A ``pcm`` or ``wav`` at the
+voice's rate is exactly ``Voice.synthesize_audio`` of the same text, in PCM16:
 the vocoder works on a fixed grid of absolute frames, so streamed float
 samples are identical to whole-utterance ones whatever the chunking, and the
 only difference is the 16-bit quantisation, at most half a step
 (``ttsstack.tolerances.PCM16``: 0.5 / 32767 after clipping to [-1, 1]).
+With ``stream_format: "sse"`` the same bytes go out base64-encoded in OpenAI's
+server-sent events (``speech.audio.delta``, then ``speech.audio.done``).
 
 Errors found before the first chunk (text with nothing to say, a failing
 network) are JSON errors with a status; an error after audio has started
@@ -20,7 +25,8 @@ HTTP clients report as an incomplete body. Either way the server goes on.
 
 With ``stream: false`` the same chunks are gathered (the input limit bounds
 them: 4,096 characters are about 12 MB of PCM16 at 22,050 Hz) and sent as one body with
-``Content-Length``; a ``wav`` then carries its true sizes, and an error at
+``Content-Length``; a ``wav`` then carries its true sizes (FLAC its sample
+count, MP3 its gapless-playback header), and an error at
 any point is a JSON error. A client that reads nothing for the server's send
 timeout is cut off by the protocol (:mod:`ttsstack.serve.protocol`); the
 stream then stops like a hang-up and is counted as ``stalled``.
@@ -28,16 +34,20 @@ stream then stops like a hang-up and is counted as ``stalled``.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Iterator
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..audio import float_to_pcm16, wav_header
+from ..audio.encode import FORMATS, AudioEncoder, encoder_for
 from ..runtime.frontend import FrontendError, ReviewedText
+from ..runtime.speakers import SpeakerChoice
 from .concurrency import Ticket
 from .errors import error_response
 from .metrics import ServerMetrics
@@ -46,14 +56,44 @@ from .protocol import SEND_STALLED
 
 log = logging.getLogger("ttsstack.serve")
 
-MEDIA_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm"}
+SSE_MEDIA_TYPE = "text/event-stream"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a response carries its audio: ``audio_format`` at ``sample_rate``, streamed or whole, raw or as SSE."""
+
+    audio_format: str
+    sample_rate: int
+    stream: bool = True
+    sse: bool = False
+
+    @property
+    def media_type(self) -> str:
+        """The response's ``Content-Type``."""
+        return SSE_MEDIA_TYPE if self.sse else FORMATS[self.audio_format].media_type
+
+
+def sse_event(event: dict) -> bytes:
+    """One server-sent event carrying ``event`` as JSON on a ``data:`` line (OpenAI's framing)."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def audio_delta(audio: bytes) -> bytes:
+    """OpenAI's ``speech.audio.delta`` event for encoded ``audio``."""
+    return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode("ascii")})
+
+
+AUDIO_DONE = sse_event({"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
+"""OpenAI's ``speech.audio.done`` event; ttsstack counts no tokens, so its usage is zero."""
 
 
 class SpeechStream(Response):
-    """ASGI response: waits for a synthesis slot, then sends the audio of ``text``, streamed or whole.
+    """ASGI response: waits for a synthesis slot, then sends the audio of ``text`` as ``delivery`` says.
 
     ``text`` is the reviewed input (:meth:`~ttsstack.runtime.frontend.Frontend.review`):
     its skipped characters go in the ``X-Skipped-Characters`` header.
+    ``speaker`` is the addon's speaker the request picked (None: the addon has none).
     ``arrived`` is when the request reached the route (``time.perf_counter``),
     the start of its time to first audio.
     """
@@ -64,18 +104,18 @@ class SpeechStream(Response):
         ticket: Ticket,
         text: ReviewedText,
         speed: float,
-        audio_format: str,
-        stream: bool,
+        speaker: SpeakerChoice,
+        delivery: Delivery,
         metrics: ServerMetrics,
         arrived: float,
     ):
-        super().__init__(media_type=MEDIA_TYPES[audio_format])
+        super().__init__(media_type=delivery.media_type)
         self.model = model
         self.ticket = ticket
         self.text = text
         self.speed = speed
-        self.audio_format = audio_format
-        self.stream = stream
+        self.speaker = speaker
+        self.delivery = delivery
         self.metrics = metrics
         self.arrived = arrived
         self._finished = False
@@ -103,9 +143,12 @@ class SpeechStream(Response):
 
     async def _synthesize(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
-        audio = self.model.voice.stream_audio(self.text.text, self.speed)
+        delivery = self.delivery
+        audio = self.model.voice.stream_audio(self.text.text, self.speed, self.speaker)
+        encoder = encoder_for(delivery.audio_format, self.model.voice.sample_rate, delivery.sample_rate,
+                              whole=not delivery.stream)
         try:
-            await self._send_audio(audio, scope, send, started)
+            await self._send_audio(_EncodedChunks(audio, encoder), scope, send, started)
         finally:
             audio.close()
 
@@ -113,15 +156,10 @@ class SpeechStream(Response):
         self._finished = True
         await error_response(status, message, param, code)(scope, _no_receive, send)
 
-    async def _send_audio(self, audio: Iterator, scope: Scope, send: Send, started: float) -> None:
+    async def _send_audio(self, chunks: "_EncodedChunks", scope: Scope, send: Send, started: float) -> None:
         name, gate = self.model.name, self.model.gate
-
-        def next_pcm() -> bytes | None:
-            chunk = next(audio, None)
-            return None if chunk is None else float_to_pcm16(chunk)
-
         try:
-            pcm = await gate.run_sync(next_pcm)
+            data = await gate.run_sync(chunks.next)
         except FrontendError as exc:
             await self._send_error(scope, send, 400, f"input: {exc}", "input", "invalid_input")
             return
@@ -129,46 +167,43 @@ class SpeechStream(Response):
             await self._fail_before_audio(scope, send, exc)
             return
         self.metrics.time_to_first_audio.labels(name).observe(time.perf_counter() - self.arrived)
-        if not self.stream:
-            await self._send_whole(pcm, next_pcm, scope, send, started)
+        if not self.delivery.stream:
+            await self._send_whole(data, chunks, scope, send, started)
             return
         await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
-        if self.audio_format == "wav":
-            await send({"type": "http.response.body", "body": wav_header(self.model.voice.sample_rate, None), "more_body": True})
-        samples = 0
+        frame = audio_delta if self.delivery.sse else bytes
         try:
-            while pcm is not None:
-                await send({"type": "http.response.body", "body": pcm, "more_body": True})
-                samples += len(pcm) // 2
-                pcm = await gate.run_sync(next_pcm)
-        except Exception:
+            while data is not None:
+                if data:
+                    await send({"type": "http.response.body", "body": frame(data), "more_body": True})
+                data = await gate.run_sync(chunks.next)
+        except Exception as exc:
             self._finished = True
-            log.exception("%s: synthesis failed after %d samples; ending the stream", name, samples)
+            log.exception("%s: synthesis failed after %d samples; ending the stream", name, chunks.samples)
             self.metrics.streams.labels(name, "failed").inc()
+            if self.delivery.sse:
+                error = {"message": f"synthesis failed: {type(exc).__name__}: {exc}", "type": "server_error",
+                         "param": None, "code": "synthesis_failed"}
+                await send({"type": "http.response.body", "body": sse_event({"type": "error", "error": error}), "more_body": True})
             return
         self._finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        self._completed(samples, started)
+        await send({"type": "http.response.body", "body": AUDIO_DONE if self.delivery.sse else b"", "more_body": False})
+        self._completed(chunks.samples, started)
 
-    async def _send_whole(self, pcm: bytes | None, next_pcm, scope: Scope, send: Send, started: float) -> None:
-        """Gather every chunk, then send one body with ``Content-Length`` (a WAV with its true sizes)."""
-        pieces: list[bytes] = []
+    async def _send_whole(self, data: bytes | None, chunks: "_EncodedChunks", scope: Scope, send: Send, started: float) -> None:
+        """Encode every chunk, then send the complete file as one body with ``Content-Length``."""
         try:
-            while pcm is not None:
-                pieces.append(pcm)
-                pcm = await self.model.gate.run_sync(next_pcm)
+            while data is not None:
+                data = await self.model.gate.run_sync(chunks.next)
         except Exception as exc:
             await self._fail_before_audio(scope, send, exc)
             return
-        samples = sum(len(p) for p in pieces) // 2
-        if self.audio_format == "wav":
-            pieces.insert(0, wav_header(self.model.voice.sample_rate, samples))
-        body = b"".join(pieces)
+        body = chunks.whole
         headers = self._headers() + [(b"content-length", str(len(body)).encode())]
         self._finished = True
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        self._completed(samples, started)
+        self._completed(chunks.samples, started)
 
     async def _fail_before_audio(self, scope: Scope, send: Send, exc: Exception) -> None:
         """A synthesis that failed before any audio was sent: ``500`` with a JSON error."""
@@ -184,16 +219,53 @@ class SpeechStream(Response):
         self.metrics.observe_speed(name, samples / self.model.voice.sample_rate, elapsed)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
+        delivery = self.delivery
         headers = {
-            "content-type": MEDIA_TYPES[self.audio_format],
+            "content-type": delivery.media_type,
             "cache-control": "no-store",
-            "x-sample-rate": str(self.model.voice.sample_rate),
-            "x-sample-format": "s16le",
+            "x-audio-format": delivery.audio_format,
+            "x-sample-rate": str(delivery.sample_rate),
             "x-channels": "1",
         }
+        if delivery.audio_format in RAW_SAMPLE_FORMATS:
+            headers["x-sample-format"] = RAW_SAMPLE_FORMATS[delivery.audio_format]
         if self.text.skipped:
             headers["x-skipped-characters"] = self.text.summary()
         return [(k.encode(), v.encode()) for k, v in headers.items()]
+
+
+RAW_SAMPLE_FORMATS = {"wav": "s16le", "pcm": "s16le", "mulaw": "mulaw"}
+"""The ``X-Sample-Format`` of the formats whose bytes are samples."""
+
+
+class _EncodedChunks:
+    """The voice's audio chunks through an encoder: :meth:`next` (run in a worker thread) gives the bytes
+    ready after the next chunk, ``b""`` when the encoder is still filling a frame, None at the end.
+
+    ``samples`` counts the voice's samples so far; ``whole`` is the complete file of a ``whole`` encoder.
+    """
+
+    def __init__(self, audio: Iterator, encoder: AudioEncoder):
+        self._audio = audio
+        self._encoder = encoder
+        self._done = False
+        self.samples = 0
+        self.whole = b""
+
+    def next(self) -> bytes | None:
+        """Synthesize and encode the next chunk; after the last, the encoder's rest (or the whole file)."""
+        if self._done:
+            return None
+        chunk = next(self._audio, None)
+        if chunk is not None:
+            self.samples += len(chunk)
+            return self._encoder.encode(chunk)
+        self._done = True
+        rest = self._encoder.finish()
+        if self._encoder.whole:
+            self.whole = rest
+            return b""
+        return rest
 
 
 async def _no_receive() -> dict:

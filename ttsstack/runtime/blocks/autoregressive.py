@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from ..alignment import ALIGNMENT
 from ..network import Step, bind_inputs, step_length, with_length_inputs
 from ..registry import BLOCKS
 from .base import (
@@ -64,6 +65,11 @@ class AutoregressiveDecoder(StreamableBlock):
     it makes its own stream (named ``frames``), which the next block of a
     ``StreamableStack`` (e.g. ``Postnet``) consumes.
 
+    With ``alignment:`` naming an output of the step (its attention weights
+    over the text, ``[..., T_text]``), each step's frames are aligned to the
+    token of the largest weight, from which word timings are read
+    (:mod:`~ttsstack.runtime.alignment`).
+
     The prepared inputs are bound to the network once per utterance
     (:meth:`bind_step`), so each step passes only the states, which go from
     one call's outputs to the next call's inputs without a copy. Backends with
@@ -83,6 +89,7 @@ class AutoregressiveDecoder(StreamableBlock):
         stop_rule: Literal["sigmoid", "sigmoid_sum"] = "sigmoid"
         min_length_ratio: float = Field(0.0, ge=0.0)
         max_length_ratio: float | None = Field(None, gt=0.0)
+        alignment: str | None = None
 
     def __init__(self, config, ctx, path):
         super().__init__(config, ctx, path)
@@ -91,7 +98,8 @@ class AutoregressiveDecoder(StreamableBlock):
         self.spec = self.runner.spec
         self.options = ctx.options
         outputs = self.spec.outputs
-        for field, name in (("frame", config.frame), ("stop", config.stop)):
+        named = [("frame", config.frame), ("stop", config.stop)]
+        for field, name in named + ([("alignment", config.alignment)] if config.alignment else []):
             if name not in outputs:
                 raise StackError(
                     f"{path}.{field}: network '{self.network}' has no output '{name}'; it has {', '.join(outputs)}"
@@ -131,6 +139,10 @@ class AutoregressiveDecoder(StreamableBlock):
                         f"{path}: state '{name}' of network '{self.network}' has dim '{dim}' (shape[{axis}]), "
                         f"which no data input fixes; data inputs have: {', '.join(sorted(known)) or 'none'}"
                     )
+
+    def records_alignment(self) -> bool:
+        """When ``alignment:`` names the step's attention weights over the tokens."""
+        return self.config.alignment is not None
 
     def describe(self) -> str:
         return (
@@ -200,6 +212,7 @@ class AutoregressiveDecoder(StreamableBlock):
         sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
         size, pending, count = next(sizes), [], 0
         frame, stop, pairs, caches = self.config.frame, self.config.stop, self.states.items(), self.caches.items()
+        alignment = tensors.get(ALIGNMENT) if self.config.alignment else None
         for index in range(limit):
             if self.cache_dim:
                 states[self.spec.position] = torch.tensor([index], dtype=torch.int64)
@@ -212,6 +225,8 @@ class AutoregressiveDecoder(StreamableBlock):
                 cache_mask[0, index] = 1
             pending.append(outputs[frame])
             count += outputs[frame].shape[1]
+            if alignment is not None:
+                alignment.attention(outputs[self.config.alignment], outputs[frame].shape[1])
             stopped = index + 1 >= low and ((high is not None and index + 1 >= high) or self._stops(outputs[stop]))
             if stopped or count >= size:
                 yield torch.cat(pending, dim=1)  # a copy: the last frame is also the next step's input

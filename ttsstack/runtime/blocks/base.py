@@ -120,6 +120,11 @@ class Block(ABC):
         """Nested blocks, for the block tree shown by ``ttsstack inspect``."""
         return []
 
+    def records_alignment(self) -> bool:
+        """Whether this block records which token each frame speaks (:mod:`~ttsstack.runtime.alignment`),
+        which word timings need."""
+        return False
+
     def describe(self) -> str:
         """One line about the block for ``ttsstack inspect``."""
         fields = self.config.model_dump(exclude={"type"}, exclude_defaults=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..alignment import ALIGNMENT
 from ..registry import BLOCKS
 from .base import BlockConfig, Stream, StreamableBlock, TensorInfo, Tensors, Wiring
 from .windows import chunk_sizes
@@ -30,6 +31,10 @@ class Upsampler(StreamableBlock):
         super().__init__(config, ctx, path)
         self.options = ctx.options
 
+    def records_alignment(self) -> bool:
+        """Always: the durations say which token each frame repeats."""
+        return True
+
     def check(self, wiring: Wiring, upstream: str | None) -> str:
         encoded = wiring.read(self.label, self.config.encoded, rank=3)
         wiring.read(self.label, self.config.durations, rank=2)
@@ -44,6 +49,9 @@ class Upsampler(StreamableBlock):
         if self.config.speed is not None:
             durations = durations / tensors[self.config.speed]
         repeats = repeats_of(durations)
+        alignment = tensors.get(ALIGNMENT)
+        if alignment is not None:
+            alignment.durations(repeats)
         ends = torch.cumsum(repeats, dim=0)
         total = int(ends[-1]) if len(ends) else 0
         sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
