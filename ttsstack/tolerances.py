@@ -24,8 +24,10 @@ class Tolerance:
 
 # Same arithmetic, same library: only summation order may differ.
 STREAMING = Tolerance(atol=1e-5, rtol=0.0)
-# TorchScript runs the same ATen kernels as the reference.
-TORCHSCRIPT = Tolerance(atol=1e-5, rtol=0.0)
+# TorchScript runs the same ATen kernels as the reference; AOTInductor may fuse and reorder a
+# few. Relative part: a trained voice's log-mel reaches |11.5| (its floor), where one float32
+# step is 1e-6, so an absolute 1e-5 alone is only ten steps there.
+TORCHSCRIPT = Tolerance(atol=1e-5, rtol=1e-6)
 # ONNX Runtime fuses and reorders float32 arithmetic.
 ONNX_CPU = Tolerance(atol=1e-4, rtol=1e-4)
 # Audio sent as PCM16 (HTTP, WAV files): the same float samples clipped to [-1, 1] and

@@ -1,23 +1,23 @@
-"""Build the tacotron2-demo addon folder from ``model.py`` and ``weights.safetensors``.
+"""Build the tacotron2-demo addon folder from ``model.py``, ``weights.safetensors`` and ``symbols.json``.
 
-Usage: python addons/tacotron2-demo/build_addon.py [--weights FILE] [--out DIR] [--seed N]
+Usage: python addons/tacotron2-demo/build_addon.py [--weights FILE] [--symbols FILE] [--out DIR]
 
-Without a weights file, seeded random weights are created (with the stop token
-engineered to fire, see ``model.engineer_stop_token``) and saved first, so the
-addon is reproducible. The addon is what ships: ``addon.yaml`` plus one
-``torch.export`` program per network; no code from this folder is needed to
-run it. The encoder's BiLSTM is exported as a ttsstack operator, so its
-``T_text`` stays dynamic.
+The weights and the phoneme table come from ``training/train.py`` (espeak-ng
+phonemes: the addon has the ``phonemes`` frontend). The addon is what ships:
+``addon.yaml`` plus one ``torch.export`` program per network; no code from this
+folder is needed to run it. The encoder's BiLSTM is exported as a ttsstack
+operator, so its ``T_text`` stays dynamic.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -27,19 +27,18 @@ from model import (  # noqa: E402
     ATTENTION_RNN,
     DECODER_RNN,
     MEMORY,
+    REDUCTION,
     Tacotron2Demo,
-    engineer_stop_token,
 )
 
 import ttsstack  # noqa: E402
 
-SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,;:!?'-"
 N_MELS = 80
 MAX_DECODER_STEPS = 1500
 
 # decoder_step state: input name -> (output name, shape); the frame fed back is a state like the others
 STATES = {
-    "previous_frame": ("frame", [1, 1, N_MELS]),
+    "previous_frame": ("frame", [1, REDUCTION, N_MELS]),
     "attention_hidden": ("next_attention_hidden", [1, ATTENTION_RNN]),
     "attention_cell": ("next_attention_cell", [1, ATTENTION_RNN]),
     "decoder_hidden": ("next_decoder_hidden", [1, DECODER_RNN]),
@@ -54,7 +53,14 @@ def _tensor(shape: list, dtype: str = "float32") -> dict:
     return {"shape": shape, "dtype": dtype}
 
 
-def addon_spec() -> dict:
+def phoneme_frontend(table: Path) -> dict:
+    """The ``frontend`` entry for the ``symbols.json`` phoneme table written by training."""
+    data = json.loads(table.read_text(encoding="utf-8"))
+    return {"type": "phonemes", "symbols": data["symbols"], "pad": data["pad"],
+            "voice": data["espeak"]["voice"], "espeak_version": data["espeak"]["version"]}
+
+
+def addon_spec(frontend: dict) -> dict:
     """The ``addon.yaml`` content of the demo."""
     step_inputs = {name: _tensor(shape) for name, (_, shape) in STATES.items()}
     step_inputs.update({
@@ -62,14 +68,14 @@ def addon_spec() -> dict:
         "processed_memory": _tensor([1, "T_text", ATTENTION]),
         "memory_mask": _tensor([1, "T_text"], "bool"),
     })
-    step_outputs = {"frame": _tensor([1, 1, N_MELS]), "stop": _tensor([1, 1])}
+    step_outputs = {"frame": _tensor([1, REDUCTION, N_MELS]), "stop": _tensor([1, 1])}
     step_outputs.update({out: _tensor(shape) for name, (out, shape) in STATES.items() if out != "frame"})
     return {
         "format": 1,
         "name": "tacotron2-demo",
         "audio": {"sample_rate": 22050, "hop_length": 256, "win_length": 1024, "n_fft": 1024,
                   "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
-        "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
+        "frontend": frontend,
         "networks": {
             "encoder": {
                 "role": "encoder", "file": "networks/encoder.pt2", "context": "unbounded",
@@ -107,7 +113,7 @@ def addon_spec() -> dict:
     }
 
 
-def examples(text_length: int = 17, frames: int = 45) -> dict[str, dict[str, torch.Tensor]]:
+def examples(n_symbols: int, text_length: int = 17, frames: int = 45) -> dict[str, dict[str, torch.Tensor]]:
     """One example input per network, for export."""
     step = {name: torch.zeros([text_length if d == "T_text" else d for d in shape]) for name, (_, shape) in STATES.items()}
     step.update({
@@ -116,7 +122,7 @@ def examples(text_length: int = 17, frames: int = 45) -> dict[str, dict[str, tor
         "memory_mask": torch.ones(1, text_length, dtype=torch.bool),
     })
     return {
-        "encoder": {"tokens": torch.randint(1, len(SYMBOLS), (1, text_length)),
+        "encoder": {"tokens": torch.randint(1, n_symbols, (1, text_length)),
                     "text_lengths": torch.tensor([text_length]),
                     "text_mask": torch.ones(1, text_length, dtype=torch.bool)},
         "decoder_step": step,
@@ -125,23 +131,20 @@ def examples(text_length: int = 17, frames: int = 45) -> dict[str, dict[str, tor
 
 
 def main() -> None:
-    """Parse arguments, load or create weights, export the networks, write the addon."""
+    """Parse arguments, load the trained weights, export the networks, write the addon."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors")
-    parser.add_argument("--out", type=Path, default=HERE / "addon")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors", help="trained state dict")
+    parser.add_argument("--symbols", type=Path, default=HERE / "symbols.json", help="phoneme table of the weights")
+    parser.add_argument("--out", type=Path, default=HERE / "addon", help="addon folder to write")
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    model = Tacotron2Demo(n_symbols=len(SYMBOLS), n_mels=N_MELS).eval()
-    if args.weights.is_file():
-        model.load_state_dict(load_file(str(args.weights)))
-    else:
-        engineer_stop_token(model)
-        save_file(model.state_dict(), str(args.weights))
-        print(f"created seeded weights {args.weights}")
+    torch.manual_seed(0)  # the example inputs of the export
+    frontend = phoneme_frontend(args.symbols)
+    n_symbols = len(frontend["symbols"])
+    model = Tacotron2Demo(n_symbols=n_symbols, n_mels=N_MELS).eval()
+    model.load_state_dict(load_file(str(args.weights)))
     modules = {"encoder": model.encoder, "decoder_step": model.decoder_step, "postnet": model.postnet}
-    ttsstack.write_addon(args.out, addon_spec(), modules, examples())
+    ttsstack.write_addon(args.out, addon_spec(frontend), modules, examples(n_symbols))
     print(f"wrote {args.out}")
 
 

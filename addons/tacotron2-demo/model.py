@@ -23,18 +23,19 @@ zeroes every layer's input past the true length, which is what a convolution
 sees beyond the end of an unpadded window.
 
 Prenet dropout: the reference Tacotron 2 keeps the prenet's dropout on at
-inference as a source of variation. Here it is off (plain eval mode): synthesis
-is deterministic, so streamed and whole-utterance output, and every backend,
-can be compared exactly.
+inference as a source of variation. Here it is on in training only (plain eval
+mode at synthesis): synthesis is deterministic, so streamed and
+whole-utterance output, and every backend, can be compared exactly.
 
-The demo has seeded random weights; :func:`engineer_stop_token` sets a few of
-them so that the stop token fires after about ``FRAMES_PER_TOKEN`` frames per
-input symbol, as a trained model's would.
+Reduction factor: one decoder step makes ``REDUCTION`` frames (``frame``
+``[B, REDUCTION, n_mels]``) and feeds the last of them back, so an utterance
+takes ``REDUCTION`` times fewer sequential steps, in training and at synthesis.
+
+The weights are trained on espeak-ng's speech (``training/``): the tokens are
+espeak-ng phonemes and the attention learns espeak-ng's phoneme timings.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -54,7 +55,8 @@ LOCATION_KERNEL = 15
 POSTNET = 64
 POSTNET_KERNEL = 5
 POSTNET_LAYERS = 5
-FRAMES_PER_TOKEN = 5.0
+PRENET_DROPOUT = 0.5
+REDUCTION = 3
 
 
 class Encoder(nn.Module):
@@ -80,12 +82,13 @@ class Encoder(nn.Module):
 
 
 class Prenet(nn.Module):
-    """Two bias-free ReLU layers on the previous frame (dropout off at inference, see module docstring)."""
+    """Two bias-free ReLU layers on the previous frame (dropout in training only, see module docstring)."""
 
     def __init__(self, n_mels: int):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(n_mels, PRENET, bias=False), nn.ReLU(), nn.Linear(PRENET, PRENET, bias=False), nn.ReLU()
+            nn.Linear(n_mels, PRENET, bias=False), nn.ReLU(), nn.Dropout(PRENET_DROPOUT),
+            nn.Linear(PRENET, PRENET, bias=False), nn.ReLU(), nn.Dropout(PRENET_DROPOUT),
         )
 
     def forward(self, frame):
@@ -119,14 +122,15 @@ class DecoderStep(nn.Module):
         self.attention_rnn = nn.LSTMCell(PRENET + MEMORY, ATTENTION_RNN)
         self.attention = LocationSensitiveAttention()
         self.decoder_rnn = nn.LSTMCell(ATTENTION_RNN + MEMORY, DECODER_RNN)
-        self.frame_projection = nn.Linear(DECODER_RNN + MEMORY, n_mels)
+        self.n_mels = n_mels
+        self.frame_projection = nn.Linear(DECODER_RNN + MEMORY, REDUCTION * n_mels)
         self.stop_projection = nn.Linear(DECODER_RNN + MEMORY, 1)
 
     def forward(
         self, previous_frame, attention_hidden, attention_cell, decoder_hidden, decoder_cell,
         attention_weights, attention_weights_cum, attention_context, memory, processed_memory, memory_mask,
     ):
-        x = torch.cat([self.prenet(previous_frame[:, 0]), attention_context], dim=-1)
+        x = torch.cat([self.prenet(previous_frame[:, -1]), attention_context], dim=-1)
         attention_hidden, attention_cell = self.attention_rnn(x, (attention_hidden, attention_cell))
         weights_cat = torch.stack([attention_weights, attention_weights_cum], dim=1)
         attention_context, attention_weights = self.attention(
@@ -136,7 +140,7 @@ class DecoderStep(nn.Module):
         x = torch.cat([attention_hidden, attention_context], dim=-1)
         decoder_hidden, decoder_cell = self.decoder_rnn(x, (decoder_hidden, decoder_cell))
         out = torch.cat([decoder_hidden, attention_context], dim=-1)
-        frame = self.frame_projection(out).unsqueeze(1)
+        frame = self.frame_projection(out).reshape(-1, REDUCTION, self.n_mels)
         stop = self.stop_projection(out)
         return (frame, stop, attention_hidden, attention_cell, decoder_hidden, decoder_cell,
                 attention_weights, attention_weights_cum, attention_context)
@@ -173,36 +177,3 @@ class Tacotron2Demo(nn.Module):
         self.decoder_step = DecoderStep(n_mels)
         self.postnet = Postnet(n_mels)
 
-
-def _counter_unit(cell: nn.LSTM | nn.LSTMCell, suffix: str, unit: int, step: float) -> None:
-    """Make one LSTM unit count: its cell state grows by ``step`` per time step, untouched by inputs."""
-    hidden = cell.hidden_size
-    rows = [unit + k * hidden for k in range(4)]  # gates i, f, g, o
-    with torch.no_grad():
-        getattr(cell, f"weight_ih{suffix}")[rows] = 0.0
-        getattr(cell, f"weight_hh{suffix}")[rows] = 0.0
-        getattr(cell, f"bias_hh{suffix}")[rows] = 0.0
-        bias = getattr(cell, f"bias_ih{suffix}")
-        bias[rows] = torch.tensor([20.0, 20.0, math.atanh(step), 20.0])  # i = f = o = 1, g = step
-
-
-def engineer_stop_token(model: Tacotron2Demo, frames_per_token: float = FRAMES_PER_TOKEN) -> None:
-    """Set a few random weights so the stop token fires after about ``frames_per_token`` frames per symbol.
-
-    The backward direction of the encoder BiLSTM gets a unit counting tokens
-    from the end of the text (it starts at the last real token, padded or not),
-    so the attention context (nearly uniform: the energies are scaled down)
-    carries the text length; the decoder LSTM gets a unit counting steps; the
-    stop logit compares the two.
-    """
-    text_step, frame_step = 1e-3, 1e-3 / (2 * frames_per_token)
-    _counter_unit(model.encoder.lstm, "_l0_reverse", 0, text_step)
-    _counter_unit(model.decoder_step.decoder_rnn, "", 0, frame_step)
-    gain, length_unit = 1000.0, MEMORY // 2  # first backward unit of the memory
-    with torch.no_grad():
-        model.decoder_step.attention.v.weight.mul_(0.05)
-        stop = model.decoder_step.stop_projection
-        stop.weight.zero_()
-        stop.bias.zero_()
-        stop.weight[0, 0] = gain  # decoder_hidden[0]: tanh(steps * frame_step)
-        stop.weight[0, DECODER_RNN + length_unit] = -gain  # context: mean of tanh(tokens to the end * text_step)

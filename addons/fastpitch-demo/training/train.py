@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ADDON, model_module  # noqa: E402
+from common import ADDON, Split, model_module  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -53,56 +53,6 @@ def frames_per_symbol(module: ModuleType, low: float | None, high: float | None)
         yield module.MIN_FRAMES_PER_SYMBOL, module.MAX_FRAMES_PER_SYMBOL
     finally:
         module.MIN_FRAMES_PER_SYMBOL, module.MAX_FRAMES_PER_SYMBOL = saved
-
-
-class Split:
-    """One npz of make_dataset.py as per-utterance tensors."""
-
-    def __init__(self, path: Path):
-        data = np.load(path)
-        tok_edges = np.concatenate([[0], np.cumsum(data["token_lengths"])])
-        mel_edges = np.concatenate([[0], np.cumsum(data["mel_lengths"])])
-        tokens, durations, mels = (torch.from_numpy(data[k]) for k in ("tokens", "durations", "mels"))
-        self.tokens = [tokens[a:b] for a, b in zip(tok_edges[:-1], tok_edges[1:])]
-        self.durations = [durations[a:b] for a, b in zip(tok_edges[:-1], tok_edges[1:])]
-        self.mels = [mels[a:b] for a, b in zip(mel_edges[:-1], mel_edges[1:])]
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def batches(self, max_frames: int, rng: random.Random | None) -> list[list[int]]:
-        """Index lists of similar-length utterances, each padded batch at most ``max_frames`` frames."""
-        jitter = (lambda: rng.random()) if rng else (lambda: 0.0)
-        order = sorted(range(len(self)), key=lambda i: len(self.mels[i]) + 8 * jitter())
-        out, current = [], []
-        for i in order:
-            if current and (len(current) + 1) * max(len(self.mels[j]) for j in current + [i]) > max_frames:
-                out.append(current)
-                current = []
-            current.append(i)
-        out.append(current)
-        if rng:
-            rng.shuffle(out)
-        return out
-
-    def collate(self, ids: list[int]) -> dict[str, torch.Tensor]:
-        n_tok = max(len(self.tokens[i]) for i in ids)
-        n_mel = max(len(self.mels[i]) for i in ids)
-        batch = {
-            "tokens": torch.zeros(len(ids), n_tok, dtype=torch.int64),  # pad id 0
-            "durations": torch.zeros(len(ids), n_tok, dtype=torch.int64),
-            "token_mask": torch.zeros(len(ids), n_tok),
-            "mel": torch.zeros(len(ids), n_mel, self.mels[ids[0]].shape[1]),
-            "mel_mask": torch.zeros(len(ids), n_mel),
-        }
-        for row, i in enumerate(ids):
-            t, m = len(self.tokens[i]), len(self.mels[i])
-            batch["tokens"][row, :t] = self.tokens[i]
-            batch["durations"][row, :t] = self.durations[i]
-            batch["token_mask"][row, :t] = 1
-            batch["mel"][row, :m] = self.mels[i]
-            batch["mel_mask"][row, :m] = 1
-        return batch
 
 
 def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
