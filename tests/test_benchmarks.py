@@ -120,3 +120,18 @@ def test_benchmarks_write_to_an_untracked_folder_unless_told_to_record(tiny_comp
     both = subprocess.run([sys.executable, str(REPO / "benchmarks" / "vocoder.py"), "--record", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600, env=ENV)
     assert both.returncode == 2 and "either --record or --out" in both.stderr
+
+
+def test_ar_first_audio_counts_the_steps_to_the_first_audio(tiny_tacotron_compiled, tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ar_first_audio.py"), "--addon", str(tiny_tacotron_compiled),
+         "--backend", "cpu", "--runs", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "ar_first_audio.json").read_text())["results"]
+    assert len(rows) == 2 and {row["backend"] for row in rows} == {"cpu"}
+    # 8 frames, plus the tiny postnet's context (2) and Griffin-Lim's lookahead (2), both texts long enough
+    assert all(row["steps_to_first_mel"] == row["steps_to_first_audio"] == 12 for row in rows)
+    assert all(0 < row["first_mel_ms"] <= row["first_audio_ms"] for row in rows)
