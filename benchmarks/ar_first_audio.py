@@ -17,7 +17,9 @@ weights (the structure is what matters, not the voice):
 Each is compiled for every ``--backend`` (into ``--work``, default
 ``benchmarks/out/ar_first_audio/``, reused when unchanged) and loaded with the
 default runtime options. For each text, ``--runs`` times (the median is
-kept), it streams until the first audio chunk and records the decoder steps
+kept), it streams until the first audio chunk (every autoregressive decoder
+set to ``min_length_ratio: 2``, so that seeded weights whose stop token fires
+at once still decode two frames per token) and records the decoder steps
 run before the first mel chunk and before the first audio chunk, the
 milliseconds to each, and the milliseconds per step. ``--addon DIR``
 measures an existing autoregressive addon instead (source or compiled). The steps also run the
@@ -40,7 +42,10 @@ from typing import Callable, Iterator
 import torch
 
 import ttsstack
+from ttsstack.addon import parse_spec
+from ttsstack.runtime import Voice
 from ttsstack.runtime.blocks.autoregressive import AutoregressiveDecoder
+from ttsstack.runtime.registry import BACKENDS
 
 from common import ListFlag, add_output_flags, output_dir, parser_for
 
@@ -156,9 +161,28 @@ def first_audio(voice, block: AutoregressiveDecoder, text: str) -> dict[str, flo
             "step_ms": 1e3 * statistics.median(step_times)}
 
 
+def decoding_at_least(voice: Voice, ratio: float) -> Voice:
+    """The voice with every AutoregressiveDecoder's stop token ignored before ``ratio`` frames per text step."""
+    data = voice.spec.to_dict()
+
+    def set_ratio(entry) -> None:
+        if isinstance(entry, list):
+            for value in entry:
+                set_ratio(value)
+        elif isinstance(entry, dict):
+            if entry.get("type") == "AutoregressiveDecoder":
+                entry["min_length_ratio"] = ratio
+            for value in entry.values():
+                set_ratio(value)
+
+    set_ratio(data["stack"])
+    variants = BACKENDS.get(voice.backend).block_variants
+    return Voice(parse_spec(data), voice.runners, variants, voice.options, voice.backend)
+
+
 def measure(addon: Path, backend: str, runs: int) -> list[dict]:
     """One row per text: the median over ``runs`` of each :func:`first_audio` number."""
-    voice = ttsstack.load(addon, backend=backend)
+    voice = decoding_at_least(ttsstack.load(addon, backend=backend), 2.0)
     block = next(b for _, b in voice.tree() if isinstance(b, AutoregressiveDecoder))
     rows = []
     for text in TEXTS:
