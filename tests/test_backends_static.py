@@ -13,6 +13,7 @@ import torch
 import ttsstack
 from ttsstack.addon import load_addon, parse_spec
 from ttsstack.backends import BackendError
+from ttsstack.runtime import RuntimeOptions
 from ttsstack.backends.base import example_inputs
 from ttsstack.backends.onnx_static import OnnxStaticBackend
 from ttsstack.backends.static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticPostnet, fit_chunk
@@ -83,10 +84,11 @@ def test_static_decoder_chunks_shrink_to_fill_a_bucket():
 
 @pytest.mark.parametrize("backend", STATIC)
 def test_static_voice_decodes_in_bucket_sized_windows(tiny_compiled, backend):
-    voice = ttsstack.load(tiny_compiled, backend=backend)
+    voice = ttsstack.load(tiny_compiled, backend=backend, options=RuntimeOptions(first_chunk_frames=32))
     decoder = next(block for _, block in voice.tree() if isinstance(block, StaticDecoder))
-    # tiny frame buckets 32, 64 and decoder context 2: the 32-frame first chunk (window 34)
-    # shrinks to 30 in the 32 bucket, the 64, 128, 256-frame ones after it to 60 in the 64 bucket
+    # tiny frame buckets 32, 64 and decoder context 2: the first chunk, 32 frames plus Griffin-Lim's
+    # lookahead of 2 (window 36), shrinks to 30 in the 32 bucket, the 64, 128, 256-frame ones after
+    # it to 60 in the 64 bucket
     assert list(islice(decoder.chunk_schedule(), 4)) == [30, 60, 60, 60]
 
 

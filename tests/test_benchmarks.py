@@ -139,3 +139,18 @@ def test_precision_times_each_precision_against_the_limit(tmp_path):
     assert rows["fp32"]["mel_mae"] < 1e-5 < rows["int8"]["mel_mae"]  # int8 for real, fp32 exact
     assert rows["int8"]["artifact_mb"] < rows["fp32"]["artifact_mb"] / 2
     assert all(row["valid"] == "yes" and row["x_limit"] == pytest.approx(row["fastest_ms"] / row["limit_ms"]) for row in rows.values())
+
+
+def test_ar_first_audio_counts_the_steps_to_the_first_audio(tiny_tacotron_compiled, tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ar_first_audio.py"), "--addon", str(tiny_tacotron_compiled),
+         "--backend", "cpu", "--runs", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "ar_first_audio.json").read_text())["results"]
+    assert len(rows) == 2 and {row["backend"] for row in rows} == {"cpu"}
+    # 8 frames, plus the tiny postnet's context (2) and Griffin-Lim's lookahead (2), both texts long enough
+    assert all(row["steps_to_first_mel"] == row["steps_to_first_audio"] == 12 for row in rows)
+    assert all(0 < row["first_mel_ms"] <= row["first_audio_ms"] for row in rows)

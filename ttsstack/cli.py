@@ -284,7 +284,7 @@ def _chunk_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
                         help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
     parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
-                        help="frames of the first mel chunk (sets the time to first audio)")
+                        help="frames of the first mel chunk, before the lookahead of the blocks after it (sets the time to first audio)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,8 +69,15 @@ def test_audio_is_yielded_as_soon_as_a_block_has_its_right_context(speech_like_m
             yield speech_like_mel[i : i + 1]
 
     arrived_at = [len(consumed) for _ in GriffinLim(SETTINGS, n_iter=1, block_frames=16).stream(frames())]
-    # Blocks end at frames 32, 48 and 64 and need 8 more; the last one (64..75) waits for the end.
-    assert arrived_at == [40, 56, 72, 75]
+    # Blocks (8 frames, then 16) end at frames 8, 24, 40, 56 and 72 and need the STFT's reach (2 frames
+    # at n_fft = 4 * hop) more; the last one (72..75) waits for the end.
+    assert arrived_at == [10, 26, 42, 58, 74, 75]
+
+
+def test_blocks_grow_from_the_first_to_block_frames(speech_like_mel):
+    vocoder = GriffinLim(SETTINGS, n_iter=1, first_block_frames=8, block_frames=32, lookahead_frames=8)
+    sizes = [len(chunk) // 256 for chunk in vocoder.stream([speech_like_mel])]
+    assert sizes == [8, 16, 32, 19]
 
 
 def test_output_is_deterministic_and_seeded(speech_like_mel):

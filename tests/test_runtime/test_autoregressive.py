@@ -52,8 +52,9 @@ def test_cpu_matches_eager(voice, tiny_tacotron_compiled):
 def test_chunked_output_equals_whole(voice, tiny_tacotron_compiled, chunk):
     whole = voice.synthesize(TEXT)
     options = RuntimeOptions(chunk_frames=chunk, first_chunk_frames=chunk)
-    chunks = list(ttsstack.load(tiny_tacotron_compiled, backend="cpu", options=options).stream(TEXT))
-    assert all(len(c) <= chunk for c in chunks)
+    streamed = ttsstack.load(tiny_tacotron_compiled, backend="cpu", options=options)
+    chunks = list(streamed.stream(TEXT))
+    assert len(chunks[0]) <= chunk + streamed.vocoder.lookahead and all(len(c) <= chunk for c in chunks[1:])
     np.testing.assert_allclose(np.concatenate(chunks), whole, rtol=0, atol=STREAMING.atol)
 
 
@@ -70,8 +71,22 @@ def test_frames_stream_as_they_are_made(tiny_tacotron_compiled, monkeypatch):
     monkeypatch.setattr(block, "runner", counting)
     stream = voice.stream(TEXT)
     next(stream)
-    # the postnet (context 2) needs 2 frames past the first chunk of 4: at most two AR chunks (4 + 8) were made
-    assert len(calls) <= 12 < FRAMES_PER_TOKEN * _tokens(voice, TEXT)
+    # the first AR chunk holds the postnet's context (2) and the vocoder's lookahead (2) past the first 4 frames
+    assert len(calls) == 4 + 2 + voice.vocoder.lookahead < FRAMES_PER_TOKEN * _tokens(voice, TEXT)
+
+
+@pytest.mark.parametrize("first", [8, 16])
+def test_first_audio_needs_only_the_first_chunk_and_the_lookaheads(tiny_tacotron_compiled, monkeypatch, first):
+    voice = ttsstack.load(tiny_tacotron_compiled, backend="cpu", options=RuntimeOptions(chunk_frames=64, first_chunk_frames=first))
+    block = next(b for _, b in voice.tree() if isinstance(b, AutoregressiveDecoder))
+    steps = []
+    original = block.runner
+    monkeypatch.setattr(block, "runner", lambda inputs: steps.append(1) or original(inputs))
+    audio = next(voice.stream_audio(TEXT))
+    # first audio after `first` steps plus the postnet's context and Griffin-Lim's lookahead: 4 frames in all
+    assert block.downstream == 2 + voice.vocoder.lookahead == 4
+    assert len(steps) == first + 4
+    assert len(audio) == min(first, voice.vocoder.griffin_lim.first_block_frames) * voice.spec.audio.hop_length
 
 
 def test_memory_is_bound_once_and_states_carried_by_name(voice, monkeypatch):

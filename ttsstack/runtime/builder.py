@@ -22,7 +22,10 @@ class RuntimeOptions:
 
     ``first_chunk_frames`` is the (smaller) first chunk the upsampler and
     decoders emit, which sets time to first audio; chunks then double up to
-    ``chunk_frames`` (32, 64, 128, 256, 256, ...: see ``chunk_sizes``). Later
+    ``chunk_frames`` (8, 16, 32, ..., 256, 256, ...: see ``chunk_sizes``); each
+    block's first chunk also holds the lookahead of the blocks after it, so
+    an autoregressive decoder's first audio comes after 8 steps plus its
+    postnet's context and the vocoder's (20 for Tacotron 2 with Griffin-Lim). Later
     chunks need only stay ahead of playback, and long ones cost less per
     frame (each decoder window recomputes its context): 256 frames (3 s at
     22.05 kHz, hop 256) instead of 128 made the demo's mel of 4,011
@@ -32,7 +35,7 @@ class RuntimeOptions:
     """
 
     chunk_frames: int = 256
-    first_chunk_frames: int = 32
+    first_chunk_frames: int = 8
     sentence_split: bool = True
 
     def __post_init__(self) -> None:
@@ -105,7 +108,9 @@ def build_stack(ctx: BuildContext) -> tuple[StreamableBlock, str, Any]:
             f"{wiring.tensors[out].rank}; a vocoder network goes in the addon's `vocoder:` entry, not in the stack"
         )
     ctx.read_names = wiring.read_names
-    return root, out, build_vocoder(ctx, wiring, out)
+    vocoder = build_vocoder(ctx, wiring, out)
+    root.set_downstream(getattr(vocoder, "lookahead", 0))
+    return root, out, vocoder
 
 
 class _SpecOnlyRunner:

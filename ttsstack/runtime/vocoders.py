@@ -6,7 +6,9 @@ stack's checked wiring and the name of the frame stream the stack produces,
 then the other keys of the addon's ``vocoder`` entry. It checks at build that
 it can read that stream, and ``stream(frame_chunks)`` turns float32
 ``[frames, C]`` numpy chunks into float32 mono waveform chunks. ``networks``
-names the addon networks it runs (none for Griffin-Lim).
+names the addon networks it runs (none for Griffin-Lim); ``lookahead`` (0 when
+absent) is the frames past a block's end it waits for, which the stack's
+blocks add to their first chunk so the vocoder can start on it.
 
 An addon without a ``vocoder`` entry gets ``Network`` when it has a network of
 role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`).
@@ -61,6 +63,8 @@ class GriffinLimVocoder:
                 f"channels, but Griffin-Lim takes audio.n_mels = {n_mels} mel bins; name a vocoder network instead"
             )
         self.griffin_lim = GriffinLim(mel_settings(ctx.spec.audio), **options)
+        self.lookahead = self.griffin_lim.lookahead_frames
+        """Mel frames past a block's end it waits for: what the stack's blocks add to their first chunk."""
 
     def stream(self, mel_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Audio chunks as soon as their mel context has arrived."""
@@ -84,6 +88,8 @@ class NetworkVocoder:
         self.block = ctx.build(raw, "vocoder")
         self.block.check(wiring, frames)
         self.networks = (self.block.network,)
+        self.lookahead = self.block.lookahead
+        """The network's context: frames past a window's end it waits for."""
 
     @torch.inference_mode()
     def stream(self, frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

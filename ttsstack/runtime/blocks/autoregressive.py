@@ -209,7 +209,7 @@ class AutoregressiveDecoder(StreamableBlock):
         if self.cache_dim:
             cache_mask = torch.zeros(1, capacity, dtype=self.spec.inputs[self.spec.cache_mask].torch_dtype)
             states[self.spec.cache_mask] = cache_mask
-        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
         size, pending, count = next(sizes), [], 0
         frame, stop, pairs, caches = self.config.frame, self.config.stop, self.states.items(), self.caches.items()
         alignment = tensors.get(ALIGNMENT) if self.config.alignment else None

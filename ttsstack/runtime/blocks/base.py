@@ -153,7 +153,25 @@ class SequenceBlock(Block):
 
 
 class StreamableBlock(Block):
-    """Produces chunks ``[1, n, C]`` along a time axis on demand."""
+    """Produces chunks ``[1, n, C]`` along a time axis on demand.
+
+    Chunks follow one frame grid (:func:`~ttsstack.runtime.blocks.windows.chunk_sizes`)
+    through the stack. A block that needs ``lookahead`` frames past a chunk's
+    end before it can emit the chunk (a bounded network's right context)
+    would otherwise wait a whole chunk more; so each block is told, by
+    :meth:`set_downstream`, the lookahead of everything after it (the vocoder
+    included), and ends its first chunk that much later: then every block,
+    and the vocoder, emits as soon as the first block's chunk arrives.
+    """
+
+    lookahead: int = 0
+    """Frames past a chunk's end this block must have received before it emits the chunk."""
+    downstream: int = 0
+    """The lookahead of every block and the vocoder after this one: frames its first chunk adds to the grid's."""
+
+    def set_downstream(self, frames: int) -> None:
+        """Record the lookahead of what consumes this block's stream (containers pass it on to their blocks)."""
+        self.downstream = frames
 
     @abstractmethod
     def check(self, wiring: Wiring, upstream: str | None) -> str:

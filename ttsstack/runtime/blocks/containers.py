@@ -133,6 +133,18 @@ class StreamableStack(StreamableBlock):
             upstream = block.check(wiring, upstream)
         return upstream
 
+    @property
+    def lookahead(self) -> int:
+        """The blocks' lookaheads add up: each waits for its own past what the one before emits."""
+        return sum(block.lookahead for block in self.blocks)
+
+    def set_downstream(self, frames: int) -> None:
+        """Each block's downstream is the lookahead of the blocks after it plus the stack's own downstream."""
+        super().set_downstream(frames)
+        for block in reversed(self.blocks):
+            block.set_downstream(frames)
+            frames += block.lookahead
+
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
         for block in self.blocks:
             upstream = block.stream(tensors, upstream)
@@ -162,6 +174,16 @@ class StreamablePipeline(StreamableBlock):
     def check(self, wiring: Wiring, upstream: str | None) -> str:
         self.sequence.check(wiring)
         return self.streamable.check(wiring, upstream)
+
+    @property
+    def lookahead(self) -> int:
+        """The streamable block's."""
+        return self.streamable.lookahead
+
+    def set_downstream(self, frames: int) -> None:
+        """Passed on to the streamable block."""
+        super().set_downstream(frames)
+        self.streamable.set_downstream(frames)
 
     def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
         env = dict(tensors)

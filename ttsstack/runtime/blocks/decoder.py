@@ -109,10 +109,16 @@ class Decoder(StreamableBlock):
 
         return run_whole(upstream, run_at_most_max)
 
+    @property
+    def lookahead(self) -> int:
+        """A bounded network's context (it emits a chunk once that many frames past it arrived); 0 when unbounded."""
+        return self.spec.context if self.spec.bounded else 0
+
     def chunk_schedule(self) -> Iterator[int]:
-        """Frames per output chunk: the options' :func:`chunk_sizes`, capped so a window fits the dim."""
+        """Frames per output chunk: the options' :func:`chunk_sizes` led by the downstream lookahead, capped so a window fits the dim."""
         largest = self.max_window - 2 * self.spec.context
-        return (min(size, largest) for size in chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames))
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
+        return (min(size, largest) for size in sizes)
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         """Run the network on one window of ``length`` frames; return its stream output (static backends pad here)."""

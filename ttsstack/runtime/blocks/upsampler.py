@@ -54,7 +54,7 @@ class Upsampler(StreamableBlock):
             alignment.durations(repeats)
         ends = torch.cumsum(repeats, dim=0)
         total = int(ends[-1]) if len(ends) else 0
-        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames)
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
         start = 0
         while start < total:
             stop = min(total, start + next(sizes))

@@ -17,16 +17,17 @@ Out = TypeVar("Out")
 Window = Callable[[torch.Tensor, int, int], Out]
 
 
-def chunk_sizes(first: int, rest: int) -> Iterator[int]:
-    """The chunk schedule: ``first`` (fast first audio), then doubling up to ``rest``: 32, 64, 128, 256, 256, ...
+def chunk_sizes(first: int, rest: int, lead: int = 0) -> Iterator[int]:
+    """The chunk schedule: ``first`` (fast first audio), then doubling up to ``rest``: 8, 16, 32, ..., 256, 256, ...
 
-    Whatever comes next (the vocoder's first block, a postnet's first
-    window) usually needs a little more than the first chunk; the ramp makes
-    it wait for a small second chunk, not a full one, which matters where
-    every frame costs a decoder step.
+    ``lead`` frames are added to the first chunk only: the lookahead of the
+    blocks after this one (a postnet's context, the vocoder's), so every
+    chunk ends ``lead`` frames past the grid's and the blocks after it can
+    each emit their own chunk at once instead of waiting for the next one,
+    which matters where every frame costs a decoder step.
     """
     size = first
-    yield size
+    yield size + lead
     while True:
         size = min(2 * size, rest)
         yield size
