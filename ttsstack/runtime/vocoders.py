@@ -9,7 +9,8 @@ it can read that stream, and ``stream(frame_chunks)`` turns float32
 names the addon networks it runs (none for Griffin-Lim).
 
 An addon without a ``vocoder`` entry gets ``Network`` when it has a network of
-role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`).
+role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`);
+``RuntimeOptions.vocoder`` (``--vocoder``) picks another type at load.
 """
 
 from __future__ import annotations
@@ -94,8 +95,14 @@ class NetworkVocoder:
 
 
 def build_vocoder(ctx: "BuildContext", wiring: Wiring, frames: str):
-    """The vocoder the addon's ``vocoder`` entry names, reading the stack's ``frames`` stream."""
+    """The vocoder the addon's ``vocoder`` entry names (or the options' ``vocoder`` type), reading the stack's ``frames``.
+
+    An options ``vocoder`` other than the entry's type is built with that
+    type's defaults (the entry's other keys belong to its own type).
+    """
     config = dict(ctx.spec.vocoder)
+    if ctx.options.vocoder not in (None, config["type"]):
+        config = {"type": ctx.options.vocoder}
     try:
         cls = VOCODERS.get(config.pop("type"))
     except RegistryError as exc:
