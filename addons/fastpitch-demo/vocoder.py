@@ -82,12 +82,13 @@ class InverseSTFT(nn.Module):
 
     def forward(self, spectrum: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``spectrum`` ``[B, 2 * n_freqs, T]``, ``mask`` ``[B, 1, T]``: waveform ``[B, T * hop]``."""
-        frames = spectrum.shape[-1]
         signal = F.conv_transpose1d(spectrum * mask, self.basis, stride=self.hop)
         envelope = F.conv_transpose1d(mask, self.window_squared, stride=self.hop)
-        start = self.n_fft // 2
-        audio = signal / envelope.clamp(min=ENVELOPE_FLOOR)
-        return audio[:, 0, start : start + frames * self.hop]
+        audio = (signal / envelope.clamp(min=ENVELOPE_FLOOR))[:, 0]
+        # (T - 1) * hop + n_fft samples: drop n_fft / 2 before sample 0 and the rest after T * hop, as constants
+        # (no size computed from T), so a TorchScript trace holds for every length
+        start, end = self.n_fft // 2, self.n_fft - self.hop - self.n_fft // 2
+        return audio[:, start:-end] if end else audio[:, start:]
 
 
 class VocosDemo(nn.Module):
