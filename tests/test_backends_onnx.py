@@ -31,7 +31,7 @@ def test_onnx_reproduces_the_programs_at_any_length(demo_compiled, length):
     voice = ttsstack.load(demo_compiled, backend="onnx")
     for name, spec in addon.spec.networks.items():
         reference = ModuleRunner(spec, addon.load_program(name).module())
-        inputs = example_inputs(spec, {"T_text": length, "T_frames": length}, seed=length)
+        inputs = example_inputs(spec, {d: length for t in spec.inputs.values() for _, d in t.named_dims}, seed=length)
         with torch.inference_mode():
             want, got = reference(inputs), voice.runners[name](inputs)
         for out in spec.outputs:

@@ -1,4 +1,4 @@
-"""Parity: the demo addon on every test backend matches the eager reference; the command's table and exit status."""
+"""Parity: the demo addon (mel and its vocoder network's waveform) on every test backend matches the eager reference; the command's table and exit status."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def demo_report(demo_compiled):
 
 def test_demo_matches_the_reference_on_every_backend(demo_report):
     assert demo_report.passed, demo_report.table()
-    stages = ["text_encoder", "duration_encoder", "decoder", "mel, whole", "mel, streamed"]
+    stages = ["text_encoder", "duration_encoder", "decoder", "vocoder", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"]
     assert [(r.backend, r.stage) for r in demo_report.rows] == [(b, s) for b in sorted(TEST_BACKENDS) for s in stages]
     assert demo_report.skipped == {}
+    assert all(r.tolerance == WAVEFORM for r in demo_report.rows if r.stage.startswith("audio"))
     assert len(parity.DEFAULT_TEXTS[-1]) > 256  # past the demo's largest T_text bucket: static encoders run windows
 
 

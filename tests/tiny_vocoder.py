@@ -96,10 +96,10 @@ def add_tiny_vocoder(compiled: Path, backends: list[str]) -> Path:
     return compiled
 
 
-def receptive_radius(module: nn.Module, frames: int = 40) -> int:
-    """The farthest frame, in frames, whose change moves a sample: the network's true ``context``."""
+def receptive_radius(module, frames: int = 40, n_mels: int = N_MELS, samples_per_frame: int = SAMPLES_PER_FRAME) -> int:
+    """The farthest frame, in frames, whose change moves a sample of ``module(mel)``: the network's true ``context``."""
     gen = torch.Generator().manual_seed(0)
-    mel = torch.randn(1, frames, N_MELS, generator=gen)
+    mel = torch.randn(1, frames, n_mels, generator=gen)
     with torch.no_grad():
         base = module(mel)
         radius = 0
@@ -109,6 +109,6 @@ def receptive_radius(module: nn.Module, frames: int = 40) -> int:
             changed = (module(moved) - base).abs().reshape(-1) > 0
             samples = changed.nonzero().reshape(-1)
             if samples.numel():
-                owners = samples // SAMPLES_PER_FRAME
+                owners = samples // samples_per_frame
                 radius = max(radius, int((owners - j).abs().max()))
     return radius

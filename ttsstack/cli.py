@@ -32,7 +32,7 @@ from .outputs import prepare_output_file
 from .parity import DEFAULT_TEXTS, check_parity
 from .plugins import load_plugins
 from .runtime.builder import RuntimeOptions, plan_stack
-from .runtime.registry import BACKENDS, RegistryError
+from .runtime.registry import BACKENDS, VOCODERS, RegistryError
 
 DEMO_ADDON = Path(__file__).resolve().parent / "demo_addon"
 """The bundled demo addon (``addons/fastpitch-demo/addon``, shipped in the package as ``ttsstack/demo_addon``)."""
@@ -127,7 +127,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames))
+    voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder))
     loaded = time.perf_counter()
     result = voice.synthesize_timed(args.text, speed=args.speed)
     write_audio(args.output, result.audio, voice.sample_rate)
@@ -167,7 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = open_access_warning(args.host, api_key)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames)
+    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder)
     if args.ray:
         return _serve_on_ray(args, sources, limits, options, api_key)
     streams = args.max_concurrent * len(sources)
@@ -280,11 +280,15 @@ def _plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _chunk_flags(parser: argparse.ArgumentParser) -> None:
-    """``--chunk-frames`` and ``--first-chunk-frames``: the decoder's chunk schedule (``RuntimeOptions``)."""
+    """``--chunk-frames``, ``--first-chunk-frames`` (the decoder's chunk schedule) and ``--vocoder``: ``RuntimeOptions``."""
     parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
                         help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
     parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
                         help="frames of the first mel chunk, before the lookahead of the blocks after it (sets the time to first audio)")
+    parser.add_argument("--vocoder", default=None, metavar="TYPE",
+                        help="vocoder type replacing the addon's `vocoder:` entry, e.g. GriffinLim for the demo "
+                             f"without its vocoder network (registered: {', '.join(VOCODERS.names())}; "
+                             "default: the addon's)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,9 @@ Usage: python addons/fastpitch-demo/build_addon.py [--out DIR]
 
 By default the weights trained on espeak-ng speech (``weights.safetensors``,
 made by ``training/train.py``) and their phoneme table (``symbols.json``) give
-an addon with the ``phonemes`` frontend. ``--random`` builds seeded random
+an addon with the ``phonemes`` frontend, and the neural vocoder trained on
+espeak-ng's audio (``vocoder.safetensors``, made by ``training/train_vocoder.py``)
+is its ``vocoder`` network and default vocoder. ``--random`` builds seeded random
 weights with the ``characters`` frontend instead (no espeak-ng needed). The
 addon is what ships: ``addon.yaml`` plus one ``torch.export`` program per
 network; no code from this folder is needed to run it.
@@ -25,19 +27,33 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from model import FastPitchDemo  # noqa: E402
+from vocoder import VocosDemo, load_trained  # noqa: E402
 
 import ttsstack  # noqa: E402
 
 SYMBOLS = "_ abcdefghijklmnopqrstuvwxyz.,;:!?'-"
 N_MELS = 80
+HOP = 256
+VOCODER_MAX_FRAMES = 4096
+"""Longest vocoder window (47 s): its ``T_samples`` reach the format's largest dim; streams are windowed."""
 
 
-def addon_spec(channels: int, frontend: dict | None = None) -> dict:
-    """The ``addon.yaml`` content of the demo."""
+def vocoder_entry(context: int) -> dict:
+    """The ``vocoder`` network's ``addon.yaml`` entry: mel and mask in, ``hop`` samples per frame out."""
     return {
+        "role": "vocoder", "file": "networks/vocoder.pt2", "context": context, "mask": "mel_mask",
+        "inputs": {"mel": {"shape": [1, "T_mel", N_MELS], "dtype": "float32"},
+                   "mel_mask": {"shape": [1, "T_mel"], "dtype": "float32"}},
+        "outputs": {"audio": {"shape": [1, "T_samples"], "dtype": "float32"}},
+    }
+
+
+def addon_spec(channels: int, frontend: dict | None = None, vocoder_context: int | None = None) -> dict:
+    """The ``addon.yaml`` content of the demo; with ``vocoder_context``, its vocoder network as default vocoder."""
+    spec = {
         "format": 1,
         "name": "fastpitch-demo",
-        "audio": {"sample_rate": 22050, "hop_length": 256, "win_length": 1024, "n_fft": 1024,
+        "audio": {"sample_rate": 22050, "hop_length": HOP, "win_length": 1024, "n_fft": 1024,
                   "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
         "frontend": frontend or {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
@@ -70,6 +86,13 @@ def addon_spec(channels: int, frontend: dict | None = None) -> dict:
             "streamable_block": {"type": "StreamableStack", "stack": [{"type": "Upsampler"}, {"type": "Decoder"}]},
         }],
     }
+    if vocoder_context is not None:
+        spec["format"] = 2
+        spec["networks"]["vocoder"] = vocoder_entry(vocoder_context)
+        spec["dims"]["T_mel"] = {"max": VOCODER_MAX_FRAMES, "buckets": [64, 128, 256]}
+        spec["dims"]["T_samples"] = {"max": VOCODER_MAX_FRAMES * HOP}
+        spec["vocoder"] = {"type": "Network", "network": "vocoder"}
+    return spec
 
 
 def phoneme_frontend(table: Path) -> dict:
@@ -84,6 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=HERE / "weights.safetensors")
     parser.add_argument("--symbols", type=Path, default=HERE / "symbols.json")
+    parser.add_argument("--vocoder", type=Path, default=HERE / "vocoder.safetensors",
+                        help="trained vocoder weights (training/train_vocoder.py)")
+    parser.add_argument("--griffin-lim", action="store_true", help="no vocoder network: Griffin-Lim, as before")
     parser.add_argument("--out", type=Path, default=HERE / "addon")
     parser.add_argument("--random", action="store_true", help="seeded random weights, characters frontend")
     parser.add_argument("--seed", type=int, default=0)
@@ -106,7 +132,13 @@ def main() -> None:
         "decoder": {"frames": torch.randn(1, 45, channels), "frames_mask": torch.ones(1, 45)},
     }
     modules = {"text_encoder": model.text_encoder, "duration_encoder": model.duration_encoder, "decoder": model.decoder}
-    ttsstack.write_addon(args.out, addon_spec(channels, frontend), modules, examples)
+    vocoder_context = None
+    if not args.griffin_lim:
+        vocoder = VocosDemo(n_mels=N_MELS, hop=HOP).eval() if args.random else load_trained(args.vocoder)
+        vocoder_context = vocoder.context()
+        modules["vocoder"] = vocoder
+        examples["vocoder"] = {"mel": torch.randn(1, 45, N_MELS), "mel_mask": torch.ones(1, 45)}
+    ttsstack.write_addon(args.out, addon_spec(channels, frontend, vocoder_context), modules, examples)
     print(f"wrote {args.out}")
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_array_equal
 
 import ttsstack
 from ttsstack.addon import DimSpec, NetworkSpec, parse_spec
+from ttsstack.audio import GriffinLim
 from ttsstack.backends.base import BackendError, ModuleRunner
 from ttsstack.backends.onnx_static import OnnxStaticBackend
+from ttsstack.cli import main
 from ttsstack.masking import MaskedConvolutions
 from ttsstack.parity import WHOLE
 from ttsstack.runtime import RuntimeOptions, StackError, Voice
 from ttsstack.runtime.builder import plan_stack
+from ttsstack.runtime.vocoders import mel_settings
 from ttsstack.tolerances import STREAMING, WAVEFORM
 
 from ..conftest import TEST_BACKENDS
@@ -59,6 +63,23 @@ def test_vocoder_network_replaces_griffin_lim_by_default(tiny_vocoder_compiled):
     without = tiny_spec()
     without.pop("vocoder")
     assert parse_spec(without).vocoder == {"type": "GriffinLim"}  # no vocoder network: Griffin-Lim
+
+
+def test_griffin_lim_stays_selectable_over_the_vocoder_network(tiny_vocoder_compiled):
+    options = RuntimeOptions(vocoder="GriffinLim")
+    voice = ttsstack.load(tiny_vocoder_compiled, "cpu", options=options, compile_if_needed=False, warmup=False)
+    assert voice.vocoder.networks == ()
+    mel = voice.synthesize(TEXT)
+    audio = voice.synthesize_audio(TEXT)
+    assert_array_equal(audio, GriffinLim(mel_settings(voice.spec.audio)).vocode(mel))
+
+
+def test_an_unknown_vocoder_option_is_named(tiny_vocoder_compiled, tmp_path, capsys):
+    with pytest.raises(StackError, match="vocoder.type: unknown vocoder 'Nope'"):
+        ttsstack.load(tiny_vocoder_compiled, "eager", options=RuntimeOptions(vocoder="Nope"), compile_if_needed=False)
+    wav = tmp_path / "out.wav"
+    assert main(["synthesize", "--addon", str(tiny_vocoder_compiled), "--vocoder", "Nope", "-o", str(wav)]) == 2
+    assert "vocoder.type: unknown vocoder 'Nope'" in capsys.readouterr().err and not wav.exists()
 
 
 def test_too_small_a_context_shows_as_a_streaming_mismatch(tiny_vocoder_compiled):

@@ -31,12 +31,15 @@ class RuntimeOptions:
     22.05 kHz, hop 256) instead of 128 made the demo's mel of 4,011
     characters 22% faster. ``sentence_split`` synthesizes one sentence
     at a time (first audio after the first sentence); off, sentences are
-    packed into pieces as long as the encoders accept.
+    packed into pieces as long as the encoders accept. ``vocoder`` names a
+    vocoder type that replaces the addon's ``vocoder`` entry (``GriffinLim``
+    speaks the demo without its vocoder network); None keeps the addon's.
     """
 
     chunk_frames: int = 256
     first_chunk_frames: int = 8
     sentence_split: bool = True
+    vocoder: str | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:

@@ -11,7 +11,8 @@ absent) is the frames past a block's end it waits for, which the stack's
 blocks add to their first chunk so the vocoder can start on it.
 
 An addon without a ``vocoder`` entry gets ``Network`` when it has a network of
-role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`).
+role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`);
+``RuntimeOptions.vocoder`` (``--vocoder``) picks another type at load.
 """
 
 from __future__ import annotations
@@ -100,8 +101,14 @@ class NetworkVocoder:
 
 
 def build_vocoder(ctx: "BuildContext", wiring: Wiring, frames: str):
-    """The vocoder the addon's ``vocoder`` entry names, reading the stack's ``frames`` stream."""
+    """The vocoder the addon's ``vocoder`` entry names (or the options' ``vocoder`` type), reading the stack's ``frames``.
+
+    An options ``vocoder`` other than the entry's type is built with that
+    type's defaults (the entry's other keys belong to its own type).
+    """
     config = dict(ctx.spec.vocoder)
+    if ctx.options.vocoder not in (None, config["type"]):
+        config = {"type": ctx.options.vocoder}
     try:
         cls = VOCODERS.get(config.pop("type"))
     except RegistryError as exc:

@@ -1,7 +1,7 @@
 """What the training scripts share: paths, audio settings, and the modules they load.
 
-The scripts need only self-contained parts of the project: ``model.py`` (the
-network code the addon exports), ``ttsstack/runtime/phonemes.py`` (espeak-ng)
+The scripts need only self-contained parts of the project: ``model.py`` and
+``vocoder.py`` (the network code the addon exports), ``ttsstack/runtime/phonemes.py`` (espeak-ng)
 and the ``ttsstack/audio`` package (log-mel analysis, Griffin-Lim), which
 imports nothing else of ttsstack. They are loaded by path, so training does not
 import the rest of the package (runtime, backends, compiler). ``Split`` reads a
@@ -43,6 +43,11 @@ def load_module(path: Path, name: str, package: bool = False) -> ModuleType:
 def model_module() -> ModuleType:
     """``addons/fastpitch-demo/model.py``."""
     return load_module(ADDON / "model.py", "fastpitch_demo_model")
+
+
+def vocoder_module() -> ModuleType:
+    """``addons/fastpitch-demo/vocoder.py``: the neural vocoder the addon exports."""
+    return load_module(ADDON / "vocoder.py", "fastpitch_demo_vocoder")
 
 
 def phonemes_module() -> ModuleType:

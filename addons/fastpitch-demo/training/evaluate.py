@@ -73,6 +73,18 @@ def say(model, text: str, symbols: list[str], path: Path) -> None:
     print(f"{text!r}: {len(phonemes)} phonemes, {mel.shape[0]} frames, {len(wave) / AUDIO['sample_rate']:.2f} s -> {path}")
 
 
+def summarize(rows: list[dict[str, float]], labels: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Mean, median and p90 of each labelled metric over the rows; printed as a table and returned."""
+    summary = {}
+    print(f"{'metric':<38}{'mean':>8}{'median':>8}{'p90':>8}")
+    for key, label in labels.items():
+        values = np.array([r[key] for r in rows])
+        summary[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
+                        "p90": float(np.percentile(values, 90))}
+        print(f"{label:<38}{values.mean():8.3f}{np.median(values):8.3f}{np.percentile(values, 90):8.3f}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="folder written by make_dataset.py")
@@ -129,14 +141,8 @@ def main(argv: list[str] | None = None) -> None:
 
     labels = {"dur_mae": "duration error (frames/phoneme)", "length_err": "utterance length error (fraction)",
               "mcd_forced": "MCD, reference durations (dB)", "mcd_dtw": "MCD, predicted durations, DTW (dB)"}
-    summary = {}
     print(f"{len(rows)} held-out sentences, weights {args.weights}")
-    print(f"{'metric':<38}{'mean':>8}{'median':>8}{'p90':>8}")
-    for key, label in labels.items():
-        values = np.array([r[key] for r in rows])
-        summary[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
-                        "p90": float(np.percentile(values, 90))}
-        print(f"{label:<38}{values.mean():8.3f}{np.median(values):8.3f}{np.percentile(values, 90):8.3f}")
+    summary = summarize(rows, labels)
     png = args.png or args.data / "evaluation_mel.png"
     plot(png, plot_text, panels)
     (args.data / "evaluation.json").write_text(json.dumps({"order": args.order, "sentences": len(rows),

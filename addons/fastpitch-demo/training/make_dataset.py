@@ -16,6 +16,8 @@ Output folder (not committed)::
     train.npz, heldout.npz   tokens, token_lengths, durations, mels, mel_lengths (concatenated)
     metadata.jsonl           one line per utterance: split, text, phonemes, durations
     symbols.json             the phoneme symbol table (pad first), espeak-ng version
+    audio_train.npz, audio_heldout.npz   with --audio: espeak-ng's int16 samples
+                             (audio, audio_lengths; concatenated), for the vocoder
     info.json                settings, counts, hours of audio, sentence source
 
 Usage::
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-words", type=int, default=6)
     parser.add_argument("--max-words", type=int, default=25)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--audio", action="store_true",
+                        help="also store espeak-ng's int16 audio (audio_*.npz, ~1 GB per 3 h), for train_vocoder.py")
     args = parser.parse_args(argv)
 
     if args.sentences:
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"espeak-ng speaks at {info['sample_rate']} Hz, the addon needs {settings.sample_rate}")
     args.out.mkdir(parents=True, exist_ok=True)
     rendered: dict[str, list[tuple[str, list[str], list[int], np.ndarray]]] = {}
+    waveforms: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     seconds = 0.0
     start = time.time()
     for split, sentences in splits.items():
@@ -116,7 +121,13 @@ def main(argv: list[str] | None = None) -> None:
                 raise AssertionError(f"durations sum to {sum(durations)}, mel has {mel.shape[0]} frames: {text!r}")
             seconds += len(speech.audio) / settings.sample_rate
             rendered[split].append((text, speech.phonemes, durations, mel))
+            if args.audio:
+                waveforms[split].append(np.round(speech.audio * 32768).clip(-32768, 32767).astype(np.int16))
 
+    for split, items in waveforms.items():
+        if args.audio:
+            np.savez(args.out / f"audio_{split}.npz", audio=np.concatenate(items),
+                     audio_lengths=np.array([len(a) for a in items], dtype=np.int64))
     inventory = sorted({p for items in rendered.values() for _, ph, _, _ in items for p in ph})
     symbols = [PAD] + inventory
     ids = {s: i for i, s in enumerate(symbols)}
