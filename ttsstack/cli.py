@@ -181,6 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         voices.append(voice)
     config = server_config(create_app(voices, limits, api_key), limits, args.host, args.port, args.log_level)
     sock = config.bind_socket()
+    sock.listen(config.backlog)  # from here a client that connects waits in the backlog until the app is up, never refused
     host, port = sock.getsockname()[:2]
     print(f"serving {', '.join(v.spec.name for v in voices)} on http://{host}:{port} (POST /v1/audio/speech)", flush=True)
     run_server(config, [sock])
