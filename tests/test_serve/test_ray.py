@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -23,6 +24,7 @@ from ..conftest import REPO
 from .conftest import LONG_TEXT, OPTIONS
 
 LIMITS = Limits(max_concurrent=2, max_queue=2)
+RETRIES_ON_503 = 5
 STREAMS = 4
 """Streams held open at once: two per replica, as Ray's router balances ongoing requests over both."""
 
@@ -57,13 +59,17 @@ def test_two_replicas_stream_at_once_and_equal_the_single_process_server(ray_url
 
     def stream() -> None:
         start.wait()
-        with httpx.stream("POST", f"{ray_url}/v1/audio/speech", json=body, timeout=120) as r:
-            pieces = r.iter_raw()
-            received = [next(pieces)]
-            streaming.wait()  # every stream has audio before any is read further: all open at once
-            received.extend(pieces)
-            results.append({"status": r.status_code, "replica": r.headers.get("x-ttsstack-replica"),
-                            "pcm": b"".join(received), "pieces": len(received)})
+        for attempt in range(1, RETRIES_ON_503 + 1):
+            with httpx.stream("POST", f"{ray_url}/v1/audio/speech", json=body, timeout=120) as r:
+                if r.status_code != 503 or attempt == RETRIES_ON_503:  # 503: Ray's proxy says "try again"
+                    pieces = r.iter_raw()
+                    received = [next(pieces)]
+                    streaming.wait()  # every stream has audio before any is read further: all open at once
+                    received.extend(pieces)
+                    results.append({"status": r.status_code, "replica": r.headers.get("x-ttsstack-replica"),
+                                    "pcm": b"".join(received), "pieces": len(received), "attempts": attempt})
+                    return
+            time.sleep(0.5)
 
     threads = [threading.Thread(target=stream) for _ in range(STREAMS)]
     for thread in threads:

@@ -10,8 +10,11 @@ body limits, API key, ``/readyz`` and ``/metrics``. Ray adds, per deployment:
 - replicas placed by resources: ``cpus`` each, or ``gpus`` (one per GPU), or
   ``neuron_cores`` (a NeuronCore range per replica, Ray's ``neuron_cores`` resource);
 - ``max_ongoing_requests = max_concurrent + max_queue`` per replica, so Ray
-  sends no replica more than it admits, and queues up to ``max_queue`` more
-  per deployment in front of them (beyond that Ray answers ``503``);
+  sends no replica more than it admits; Ray's own queue in front of them
+  (``max_queued_requests``, beyond which it answers ``503``) holds as many as
+  all replicas admit, since requests that arrive together wait there while a
+  replica is picked: a smaller queue answered ``503`` to one of four requests
+  sent at once to two idle replicas;
 - autoscaling on ongoing requests (``target_ongoing_requests = max_concurrent``)
   between ``replicas`` and ``max_replicas``.
 
@@ -125,7 +128,9 @@ def addon_application(source: AddonSource | str, limits: Limits | None = None, p
                                           "target_ongoing_requests": limits.max_concurrent}}
     deployment = serve.deployment(
         serve.ingress()(AddonReplica), name=name, ray_actor_options=placement.actor_options(),
-        max_ongoing_requests=limits.max_concurrent + limits.max_queue, max_queued_requests=limits.max_queue, **scaling,
+        max_ongoing_requests=limits.max_concurrent + limits.max_queue,
+        max_queued_requests=(limits.max_concurrent + limits.max_queue) * (placement.max_replicas or placement.replicas),
+        **scaling,
     )
     return deployment.bind(str(source.folder), source.backend, limits, api_key, asdict(options), placement.threads)
 
