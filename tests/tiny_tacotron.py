@@ -3,7 +3,8 @@
 The decoder's stop logit is exact by construction: a ``step`` state counts the
 calls and the stop token fires on the call that makes frame number
 ``frames_per_token * text length``, so tests know how many frames to expect.
-``frames_per_token=None`` makes a decoder whose stop token never fires.
+``frames_per_token=None`` makes a decoder whose stop token never fires. Every network is
+``batch: true`` (rows of different text lengths, masked), so the suite compiles batched programs.
 """
 
 from __future__ import annotations
@@ -81,20 +82,20 @@ def _vec(*shape, dtype="float32") -> dict:
 def tiny_tacotron_spec(**overrides) -> dict:
     """The tiny Tacotron addon's ``addon.yaml`` content (top-level keys replaced by ``overrides``)."""
     spec = {
-        "format": 1,
+        "format": 2,
         "name": "tiny-tacotron",
         "audio": {"sample_rate": 8000, "hop_length": 64, "win_length": 256, "n_fft": 256, "n_mels": N_MELS,
                   "fmin": 0, "fmax": 4000},
         "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
             "encoder": {
-                "role": "encoder", "file": "networks/encoder.pt2", "lengths": "text_lengths", "mask": "text_mask",
+                "role": "encoder", "file": "networks/encoder.pt2", "lengths": "text_lengths", "mask": "text_mask", "batch": True,
                 "inputs": {"tokens": _vec(1, "T_text", dtype="int64"), "text_lengths": _vec(1, dtype="int64"),
                            "text_mask": _vec(1, "T_text", dtype="bool")},
                 "outputs": {"memory": _vec(1, "T_text", MEMORY)},
             },
             "decoder_step": {
-                "role": "decoder_step", "file": "networks/decoder_step.pt2", "mask": "memory_mask",
+                "role": "decoder_step", "file": "networks/decoder_step.pt2", "mask": "memory_mask", "batch": True,
                 "inputs": {
                     "previous_frame": _vec(1, 1, N_MELS), "hidden": _vec(1, HIDDEN), "cell": _vec(1, HIDDEN),
                     "attention": _vec(1, "T_text"), "step": _vec(1, 1),
@@ -111,7 +112,7 @@ def tiny_tacotron_spec(**overrides) -> dict:
                 },
             },
             "postnet": {
-                "role": "postnet", "file": "networks/postnet.pt2", "context": 2, "mask": "frames_mask",
+                "role": "postnet", "file": "networks/postnet.pt2", "context": 2, "mask": "frames_mask", "batch": True,
                 "inputs": {"frames": _vec(1, "T_frames", N_MELS), "frames_mask": _vec(1, "T_frames")},
                 "outputs": {"mel": _vec(1, "T_frames", N_MELS)},
             },

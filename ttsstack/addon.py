@@ -43,6 +43,8 @@ MAX_SAMPLE_RATE = 384_000
 MAX_N_FFT = 1 << 15  # the STFT and filterbank sizes scale with it
 MAX_N_MELS = 512
 MAX_DIM = 1 << 20  # largest value of a named dim (a million frames is over three hours of audio)
+MAX_BATCH = 64
+"""Largest batch a ``batch: true`` network is exported for unless the addon's ``batch.max`` says less."""
 
 
 class AddonError(ValueError):
@@ -124,6 +126,11 @@ class NetworkSpec(_Strict):
     network with ``cache`` states (see :class:`StateSpec`): the call's index
     (``[1]`` int64) and the mask of filled cache slots. ``noise`` names
     inputs the runtime fills with seeded noise (:class:`NoiseSpec`).
+    ``batch: true`` says axis 0 of every input and output (declared ``1``)
+    is a batch axis the program takes at any size up to the addon's
+    ``batch.max`` (:attr:`AddonSpec.batch_dim`), so the runtime may run the calls of several streams as one
+    (:mod:`~ttsstack.runtime.batching`); rows are independent, and steps
+    past a row's length are ignored through the ``mask``/``lengths`` input.
     """
 
     role: str
@@ -137,6 +144,7 @@ class NetworkSpec(_Strict):
     position: str | None = None
     cache_mask: str | None = None
     noise: dict[str, NoiseSpec] = Field(default_factory=dict)
+    batch: bool = False
 
     @field_validator("context")
     @classmethod
@@ -260,6 +268,13 @@ class AddonSpec(_Strict):
     stack: list[dict[str, Any]]
     vocoder: dict[str, Any]
     speaker: SpeakerSpec | None = None
+    batch: DimSpec | None = None
+
+    @property
+    def batch_dim(self) -> DimSpec:
+        """The batch axis of ``batch: true`` networks: ``max`` rows (default :data:`MAX_BATCH`), and the batch
+        sizes static backends compile, like a length dim's ``buckets`` (default 1 only: no batching there)."""
+        return self.batch or DimSpec(max=MAX_BATCH, buckets=[1])
 
     @model_validator(mode="before")
     @classmethod
@@ -314,13 +329,14 @@ def parse_spec(data: Mapping[str, Any], source: str = ADDON_FILE) -> AddonSpec:
 
 def format_2_entries(spec: AddonSpec) -> list[str]:
     """The paths of the entries that only format 2 has (empty for an addon that format 1 can say)."""
-    entries = ["speaker"] if spec.speaker is not None else []
+    entries = [field for field in ("speaker", "batch") if getattr(spec, field) is not None]
     for name, net in spec.networks.items():
         if net.role == "vocoder":
             entries.append(f"networks.{name}.role")
         entries += [f"networks.{name}.{field}" for field in ("position", "cache_mask") if getattr(net, field)]
         entries += [f"networks.{name}.states.{state}.cache" for state, spec_ in net.states.items() if spec_.cache]
         entries += [f"networks.{name}.noise.{noise}" for noise in net.noise]
+        entries += [f"networks.{name}.batch"] if net.batch else []
     return entries
 
 
@@ -331,13 +347,15 @@ def _check_format(spec: AddonSpec, source: str) -> None:
     newer = format_2_entries(spec)
     if newer:
         raise AddonError(
-            f"{source}: {newer[0]}: needs `format: 2` (format 2 added vocoder networks, cache states, speakers "
-            f"and noise inputs); this file says format 1" + (f" (also: {', '.join(newer[1:])})" if newer[1:] else "")
+            f"{source}: {newer[0]}: needs `format: 2` (format 2 added vocoder networks, cache states, speakers, "
+            f"noise inputs and batch axes); this file says format 1" + (f" (also: {', '.join(newer[1:])})" if newer[1:] else "")
         )
 
 
 def _check_references(spec: AddonSpec, source: str) -> None:
     known = ", ".join(sorted(spec.dims)) or "(none)"
+    if spec.batch is not None and spec.batch.buckets and spec.batch.buckets[0] != 1:
+        raise AddonError(f"{source}: batch.buckets: must start with 1 (a lone stream runs at batch 1), got {spec.batch.buckets}")
     for net_name, net in spec.networks.items():
         for kind, tensors in (("inputs", net.inputs), ("outputs", net.outputs)):
             for t_name, t_spec in tensors.items():
@@ -364,6 +382,8 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                     f"{path}: a noise input must be float with exactly one named dim (the steps it is drawn along), "
                     f"got {tensor.dtype} {tensor.shape}"
                 )
+        if net.batch:
+            _check_batch(f"{source}: networks.{net_name}", net)
         for state_in, state in net.states.items():
             path = f"{source}: networks.{net_name}.states.{state_in}"
             if state_in not in net.inputs:
@@ -385,6 +405,22 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 )
             if given.dtype != taken.dtype:
                 raise AddonError(f"{path}: input dtype {given.dtype} does not match output '{state.output}' dtype {taken.dtype}")
+
+
+def _check_batch(path: str, net: NetworkSpec) -> None:
+    """A ``batch`` network declares 1 at axis 0 of every tensor, and keeps no per-stream cache position."""
+    for kind, tensors in (("inputs", net.inputs), ("outputs", net.outputs)):
+        for name, tensor in tensors.items():
+            if not tensor.shape or tensor.shape[0] != 1:
+                raise AddonError(
+                    f"{path}.{kind}.{name}.shape: a `batch: true` network declares 1 at axis 0 of every tensor "
+                    f"(the batch axis), got {tensor.shape}"
+                )
+    if net.cache_dims:
+        raise AddonError(
+            f"{path}.batch: a network with cache states cannot be batched (its `position` input is one step "
+            f"index for the whole call, but batched streams are at different steps); remove `batch: true`"
+        )
 
 
 def _check_cache(path: str, net: NetworkSpec, state_in: str, dim: str) -> None:
@@ -448,12 +484,21 @@ def load_addon(folder: str | Path) -> Addon:
 
 
 def dynamic_shapes_for(spec: AddonSpec, network: str) -> dict[str, dict[int, torch.export.Dim]]:
-    """``torch.export`` dynamic shapes for one network, one shared ``Dim`` per named dim."""
+    """``torch.export`` dynamic shapes for one network, one shared ``Dim`` per named dim (and axis 0 of a batch network)."""
     dims = {name: torch.export.Dim(name, min=1, max=d.max) for name, d in spec.dims.items()}
-    return {
-        t_name: {axis: dims[dim] for axis, dim in t_spec.named_dims}
-        for t_name, t_spec in spec.networks[network].inputs.items()
-    }
+    net = spec.networks[network]
+    batch = {0: torch.export.Dim("batch", min=1, max=spec.batch_dim.max)} if net.batch else {}
+    return {t_name: {**batch, **{axis: dims[dim] for axis, dim in t_spec.named_dims}} for t_name, t_spec in net.inputs.items()}
+
+
+def batched(tensors: Mapping[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """Batch-1 ``tensors`` repeated to ``size`` rows along axis 0.
+
+    ``torch.export`` fixes an axis whose example size is 1, so a batch
+    network is exported from (and the compiler checks it on) examples of two
+    or more rows.
+    """
+    return {name: tensor.expand(size, *tensor.shape[1:]).contiguous() for name, tensor in tensors.items()}
 
 
 def write_addon(
@@ -466,9 +511,10 @@ def write_addon(
 
     ``spec`` is the ``addon.yaml`` content; ``modules`` maps network names to
     modules whose ``forward`` takes the spec's inputs as keyword arguments in
-    spec order; ``example_inputs`` gives one example per network. Dynamic
-    shapes come from the spec's named dims, so a program accepts exactly what
-    its spec declares. Every ``nn.LSTM``/``nn.GRU`` is exported as a ttsstack
+    spec order; ``example_inputs`` gives one example per network (batch 1).
+    Dynamic shapes come from the spec's named dims, and the batch axis of a
+    ``batch: true`` network, so a program accepts exactly what its spec
+    declares. Every ``nn.LSTM``/``nn.GRU`` is exported as a ttsstack
     operator (:func:`~ttsstack.recurrent.recurrent_as_ops`) so that its time
     axis stays dynamic. A shape condition ``torch.export`` cannot prove for
     every size of a dim (a transformer's relative-position shift needs two
@@ -487,7 +533,8 @@ def write_addon(
     addon = Addon(folder, parsed)
     for name, net in parsed.networks.items():
         module = modules[name].eval()
-        args = tuple(example_inputs[name][i] for i in net.inputs)
+        examples = batched(example_inputs[name], 2) if net.batch else example_inputs[name]
+        args = tuple(examples[i] for i in net.inputs)
         dynamic = dynamic_shapes_for(parsed, name)
         with recurrent_as_ops(module):
             program = torch.export.export(

@@ -21,6 +21,10 @@ class Tolerance:
         """Whether an error of ``max_abs_error`` against a reference of that magnitude is allowed."""
         return max_abs_error <= self.atol + self.rtol * reference_scale
 
+    def plus(self, other: "Tolerance") -> "Tolerance":
+        """The tolerance of two independent error sources added (a backend's and batching's)."""
+        return Tolerance(self.atol + other.atol, self.rtol + other.rtol)
+
 
 # Same arithmetic, same library: only summation order may differ.
 STREAMING = Tolerance(atol=1e-5, rtol=0.0)
@@ -37,6 +41,11 @@ PCM16 = Tolerance(atol=0.5 / 32767, rtol=0.0)
 # in magnitude and leave as PCM16, so an error under 1e-3 (33 PCM16 steps, -60 dBFS) is inaudible; it
 # absorbs the frame error of the backend (ONNX_CPU, ACCELERATOR) grown through the vocoder's layers.
 WAVEFORM = Tolerance(atol=1e-3, rtol=0.0)
+# A call run as one row of a batch (streams batched by ``RuntimeOptions.batch``) against the same
+# call alone, on the same backend: a matrix product of more rows may take another kernel and sum in
+# another order, and padded steps add zeros to reductions. Measured on the demos: under 1e-6 relative.
+# Added to the backend's own tolerance where a batched artifact is compared with the reference.
+BATCHED = Tolerance(atol=1e-5, rtol=1e-5)
 # GPU kernels (TF32 off) and Neuron's compiler (fp32 auto-cast off) reorder more.
 ACCELERATOR = Tolerance(atol=1e-3, rtol=1e-3)
 

@@ -38,7 +38,7 @@ from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
 from .files import folder_lock, staged, write_atomically
 from .manifest import MANIFEST_FILE, ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
-from .validate import check_context, check_declared_outputs, validate_runner
+from .validate import check_batch_rows, check_context, check_declared_outputs, validate_runner
 
 ALL = "all"
 
@@ -213,6 +213,8 @@ class _Programs:
                 program = self.compiled.load_program(net)
                 reference = ModuleRunner(self.compiled.spec.networks[net], program.module())
                 check_declared_outputs(net, reference, self.compiled.spec.dims)
+                if reference.spec.batch:
+                    check_batch_rows(net, reference, self.compiled.spec.dims)
                 check_context(net, self.compiled.spec.networks[net], program.module(), self.compiled.spec.dims)
                 self._loaded[net] = program
             except Exception as exc:  # noqa: BLE001 - reported by every job of the network

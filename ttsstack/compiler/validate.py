@@ -8,8 +8,9 @@ import torch
 
 from ..addon import DimSpec, NetworkSpec
 from ..backends.base import example_inputs
-from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, time_axis, with_length_inputs
-from ..tolerances import Tolerance
+from ..runtime.batching import join_calls, padded_dim, split_outputs
+from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, with_length_inputs
+from ..tolerances import BATCHED, Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
 
@@ -71,6 +72,51 @@ def check_declared_outputs(network: str, reference, dims: dict[str, DimSpec]) ->
         raise DeclaredShapeError("the program does not return what addon.yaml declares:\n    " + "\n    ".join(dict.fromkeys(problems)))
 
 
+def batched_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict[str, DimSpec], rows: int | None = None):
+    """Two calls run as one batch the way the runtime batches streams, each row with the reference's run of it alone.
+
+    The second call is shorter along the network's :func:`~ttsstack.runtime.batching.padded_dim`
+    (about two thirds), so its row is padded and its mask says so. ``rows``
+    fills the batch to a static artifact's batch size. Returns
+    ``(sizes, got, want)`` per row, as :func:`validate_runner` compares them.
+    """
+    (sizes,) = validation_sizes(spec, dims, None)[1:]
+    dim = padded_dim(spec)
+    shorter = {**sizes, dim: padded_length(sizes[dim])} if dim else sizes
+    calls = [example_inputs(spec, sizes, seed=4), example_inputs(spec, shorter, seed=5)]
+    with torch.inference_mode():
+        joined, lengths = join_calls(spec, calls, rows)
+        got = split_outputs(spec, runner(joined), lengths)
+        want = [reference(call) for call in calls]
+    return [({"batch row": row, **(sizes if row == 0 else shorter)}, got[row], want[row]) for row in range(2)]
+
+
+class BatchRowsError(RuntimeError):
+    """A ``batch: true`` program that does not run calls as independent rows of one batch."""
+
+
+def check_batch_rows(network: str, reference, dims: dict[str, DimSpec]) -> None:
+    """Run the program on a batch of two calls of different lengths; each row must equal the call run alone.
+
+    Raises :class:`BatchRowsError` for a program exported without a batch
+    axis, or one whose rows leak into each other or past their mask.
+    """
+    where = f"networks.{network}.batch"
+    try:
+        runs = batched_runs(reference.spec, reference, reference, dims)
+    except Exception as exc:  # noqa: BLE001 - any failure at batch 2 means the program has no batch axis
+        raise BatchRowsError(
+            f"{where}: true, but the program does not run a batch of 2 ({type(exc).__name__}: {exc}); "
+            f"export it with a dynamic axis 0 (ttsstack.write_addon does for `batch: true` networks)"
+        ) from None
+    problems = [m.detail for sizes, got, want in runs for out in got if (m := compare(out, sizes, got[out], want[out], BATCHED))]
+    if problems:
+        raise BatchRowsError(
+            f"{where}: true, but a row of a batch differs from the same call alone (does the network ignore "
+            f"steps its mask marks as padding?): " + "; ".join(problems)
+        )
+
+
 def compare(name: str, sizes: dict[str, int], got: torch.Tensor, want: torch.Tensor, tol: Tolerance) -> OutputMismatch | None:
     """A mismatch when shapes differ or the error exceeds the tolerance, else None."""
     if got.shape != want.shape:
@@ -130,7 +176,9 @@ def validate_runner(
 
     A static artifact is also run with real padding: inputs of about two
     thirds of its bucket, zero-padded, with the ``mask``/``lengths`` inputs
-    saying so, against the unpadded reference run.
+    saying so, against the unpadded reference run. A dynamic artifact of a
+    ``batch: true`` network also runs two calls as one batch
+    (:func:`batched_runs`), within the backend's tolerance plus ``BATCHED``.
     """
     spec = runner.spec
     runs = []
@@ -141,11 +189,14 @@ def validate_runner(
     dim = sequence_dim(spec)
     if bucket and dim in bucket and bucket[dim] > 1:
         runs.append(_padded_run(spec, runner, reference, bucket, dim))
+    checks = [(run, tol) for run in runs]
+    if spec.batch and bucket is None:
+        checks += [(run, tol.plus(BATCHED)) for run in batched_runs(spec, runner, reference, dims)]
     mismatches = [
         mismatch
-        for sizes, got, want in runs
+        for (sizes, got, want), limit in checks
         for out in spec.outputs
-        if (mismatch := compare(out, sizes, got[out], want[out], tol))
+        if (mismatch := compare(out, sizes, got[out], want[out], limit))
     ]
     if mismatches:
         raise ValidationFailure(network, backend, mismatches)

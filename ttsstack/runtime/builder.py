@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..addon import AddonSpec, TensorSpec
+from ..addon import MAX_BATCH, AddonSpec, TensorSpec
 from .blocks.base import Block, StackError, StreamableBlock, TensorInfo, Wiring, config_of
 from .network import NetworkRunner
 from .registry import BLOCKS, RegistryError
@@ -34,16 +34,22 @@ class RuntimeOptions:
     packed into pieces as long as the encoders accept. ``vocoder`` names a
     vocoder type that replaces the addon's ``vocoder`` entry (``GriffinLim``
     speaks the demo without its vocoder network); None keeps the addon's.
+    ``batch`` is the most streams whose calls of one ``batch: true`` network
+    run as one batched call (:mod:`~ttsstack.runtime.batching`); 1 runs every
+    call alone.
     """
 
     chunk_frames: int = 256
     first_chunk_frames: int = 8
     sentence_split: bool = True
     vocoder: str | None = None
+    batch: int = 1
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:
             raise ValueError("chunk_frames and first_chunk_frames must be >= 1")
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"batch must be between 1 and {MAX_BATCH} (streams per batched call), got {self.batch}")
 
 
 @dataclass

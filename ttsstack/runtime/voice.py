@@ -13,6 +13,7 @@ import torch
 from ..addon import AddonSpec
 from .blocks.base import Block, PieceTooLong
 from .alignment import ALIGNMENT
+from .batching import batching_runners
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
 from .clauses import FLUSH_AFTER_S
@@ -44,7 +45,9 @@ class Voice:
     it; ``speaker``: for addons that declare ``speaker:``, a voice name of the
     addon or an embedding, see :func:`~ttsstack.runtime.speakers.speaker_tensors`);
     load-time ones are in :class:`RuntimeOptions`. A Voice holds no
-    per-utterance state: several threads may stream from one Voice at once.
+    per-utterance state: several threads may stream from one Voice at once,
+    and with ``RuntimeOptions.batch`` their calls of ``batch: true``
+    networks run as one batched call (:mod:`~ttsstack.runtime.batching`).
     """
 
     def __init__(
@@ -56,11 +59,11 @@ class Voice:
         backend: str = "",
     ):
         self.spec = spec
-        self.runners = dict(runners)
         self.backend = backend
         self.options = options or RuntimeOptions()
+        self.runners = batching_runners(runners, self.options.batch, spec.batch_dim.max)
         self.frontend = build_frontend(spec.frontend.model_dump())
-        ctx = BuildContext(spec, runners, variants or {}, self.options)
+        ctx = BuildContext(spec, self.runners, variants or {}, self.options)
         self.root, self.output, self.vocoder = build_stack(ctx)
         self.channels = _stream_channels(spec, self.output)
         self.stack_reads_speed = SPEED in ctx.read_names

@@ -1,0 +1,193 @@
+"""Batching across streams: concurrent streams' calls run as one, each stream's output as if run alone."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import ttsstack
+from ttsstack.addon import AddonError, NetworkSpec, TensorSpec, parse_spec
+from ttsstack.backends.base import ModuleRunner
+from ttsstack.compiler import CompileError, compile_addon
+from ttsstack.compiler.validate import BatchRowsError, check_batch_rows
+from ttsstack.runtime.batching import BatchingRunner, call_key, join_calls, split_outputs
+from ttsstack.runtime.builder import RuntimeOptions
+from ttsstack.tolerances import BATCHED, for_backend
+
+from ..tiny_addon import tiny_spec
+from ..tiny_tacotron import tiny_tacotron_modules, tiny_tacotron_spec
+
+TEXTS = ["hello there", "a much longer sentence than the others", "short", "the quick brown fox"]
+
+
+def _streams_at_once(voice, texts: list[str]) -> list[np.ndarray]:
+    """Each text streamed in its own thread, all started together; the mel of each."""
+    results: list[np.ndarray | None] = [None] * len(texts)
+    start = threading.Barrier(len(texts))
+
+    def speak(index: int) -> None:
+        start.wait()
+        results[index] = np.concatenate(list(voice.stream(texts[index])))
+
+    threads = [threading.Thread(target=speak, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.parametrize("backend", ["cpu", "onnx"])
+def test_concurrent_streams_run_batched_and_equal_each_stream_alone(tiny_tacotron_compiled, backend):
+    """Four streams of different lengths decode together: the step network runs batches of several rows,
+    and every stream's mel equals its run alone within the backend's tolerance plus BATCHED."""
+    alone = ttsstack.load(tiny_tacotron_compiled, backend)
+    batched = ttsstack.load(tiny_tacotron_compiled, backend, options=RuntimeOptions(batch=4))
+    want = [np.concatenate(list(alone.stream(text))) for text in TEXTS]
+    got = _streams_at_once(batched, TEXTS)
+    tol = for_backend(backend).plus(BATCHED)
+    for text, w, g in zip(TEXTS, want, got):
+        assert g.shape == w.shape, text
+        assert tol.passes(np.abs(g - w).max(), np.abs(w).max()), text
+    step = batched.runners["decoder_step"]
+    assert isinstance(step, BatchingRunner)
+    assert max(step.batches) > 1, step.batches
+
+
+def test_batch_off_leaves_runners_alone(tiny_tacotron_compiled):
+    voice = ttsstack.load(tiny_tacotron_compiled, "cpu", warmup=False)
+    assert not any(isinstance(runner, BatchingRunner) for runner in voice.runners.values())
+
+
+def test_join_pads_the_shorter_call_and_split_crops_it_back():
+    """The postnet's calls of 5 and 3 frames: one batch of 5 with the shorter row's mask zero past 3."""
+    spec = parse_spec(tiny_tacotron_spec()).networks["postnet"]
+    calls = [{"frames": torch.randn(1, n, 8), "frames_mask": torch.ones(1, n)} for n in (5, 3)]
+    joined, lengths = join_calls(spec, calls)
+    assert lengths == [5, 3]
+    assert joined["frames"].shape == (2, 5, 8)
+    assert joined["frames_mask"].tolist() == [[1] * 5, [1, 1, 1, 0, 0]]
+    outputs = split_outputs(spec, {"mel": joined["frames"] * 2}, lengths)
+    assert [o["mel"].shape for o in outputs] == [(1, 5, 8), (1, 3, 8)]
+    assert torch.equal(outputs[1]["mel"], calls[1]["frames"] * 2)
+
+
+def test_join_fills_rows_up_to_a_batch_size():
+    """A static artifact of batch 4 gets 4 rows for 3 calls (the first repeated); 3 outputs come back."""
+    spec = parse_spec(tiny_tacotron_spec()).networks["postnet"]
+    calls = [{"frames": torch.randn(1, 4, 8), "frames_mask": torch.ones(1, 4)} for _ in range(3)]
+    joined, lengths = join_calls(spec, calls, rows=4)
+    assert joined["frames"].shape[0] == 4 and torch.equal(joined["frames"][3], calls[0]["frames"][0])
+    assert len(split_outputs(spec, {"mel": joined["frames"]}, lengths)) == 3
+
+
+def test_calls_of_other_sizes_do_not_share_a_batch_without_a_mask():
+    """Without a mask or lengths input, only calls of equal shapes may join; with one, the length is free."""
+    masked = parse_spec(tiny_tacotron_spec()).networks["postnet"]
+    axes = {"frames": 1, "frames_mask": 1}
+    short = {"frames": torch.zeros(1, 3, 8), "frames_mask": torch.ones(1, 3)}
+    long = {"frames": torch.zeros(1, 9, 8), "frames_mask": torch.ones(1, 9)}
+    assert call_key(short, axes) == call_key(long, axes)
+    assert call_key(short, {}) != call_key(long, {})
+    assert masked.mask == "frames_mask"
+
+
+class _RefusesNegative(nn.Module):
+    """Doubles its input; raises for a negative first value (a call that fails on its own input)."""
+
+    def forward(self, x):
+        if x[0, 0, 0] < 0:
+            raise ValueError("negative input")
+        return x * 2
+
+
+def test_a_failing_call_fails_only_its_own_stream():
+    """A batch holding one bad call is rerun call by call: the others get their outputs, the bad one its error."""
+    frames = TensorSpec(shape=[1, "T_frames", 8])
+    spec = NetworkSpec(role="postnet", file="x.pt2", inputs={"frames": frames}, outputs={"mel": frames}, batch=True)
+    runner = BatchingRunner(ModuleRunner(spec, _RefusesNegative()), max_batch=4, wait_s=0.05)
+    values = [1.0, -1.0, 2.0, 3.0]
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(values))
+
+    def call(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = runner({"frames": torch.full((1, 2, 8), values[i])})["mel"][0, 0, 0].item()
+        except ValueError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(values))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert isinstance(results[1], ValueError)
+    assert [results[i] for i in (0, 2, 3)] == [2.0, 4.0, 6.0]
+
+
+def test_batch_option_is_bounded():
+    with pytest.raises(ValueError, match="batch must be between 1 and 64"):
+        RuntimeOptions(batch=0)
+
+
+def test_batch_network_declares_one_at_axis_zero():
+    spec = tiny_tacotron_spec()
+    spec["networks"]["postnet"]["inputs"]["frames"]["shape"] = [2, "T_frames", 8]
+    with pytest.raises(AddonError, match=r"networks.postnet.inputs.frames.shape: a `batch: true` network declares 1 at axis 0"):
+        parse_spec(spec)
+
+
+def test_batch_needs_format_2():
+    with pytest.raises(AddonError, match=r"networks.encoder.batch: needs `format: 2`"):
+        parse_spec(tiny_tacotron_spec(format=1))
+
+
+def test_batch_buckets_start_at_one():
+    with pytest.raises(AddonError, match=r"batch.buckets: must start with 1"):
+        parse_spec(tiny_tacotron_spec(batch={"max": 8, "buckets": [2, 4]}))
+
+
+def test_a_cache_network_cannot_be_batched():
+    spec = tiny_spec(format=2)
+    net = spec["networks"]["decoder"]
+    net.update(batch=True, position="pos", cache_mask="cmask")
+    net["inputs"].update(kv={"shape": [1, "T_cache", 8]}, pos={"shape": [1], "dtype": "int64"}, cmask={"shape": [1, "T_cache"]})
+    net["outputs"]["kv_out"] = {"shape": [1, 1, 8]}
+    net["states"] = {"kv": {"output": "kv_out", "cache": "T_cache"}}
+    spec["dims"]["T_cache"] = {"max": 64}
+    with pytest.raises(AddonError, match=r"networks.decoder.batch: a network with cache states cannot be batched"):
+        parse_spec(spec)
+
+
+def test_compile_refuses_a_batch_network_exported_without_a_batch_axis(tiny_copy, tmp_path):
+    """The tiny addon was exported at batch 1; declaring its decoder `batch: true` fails that network's jobs."""
+    config = tiny_copy / "addon.yaml"
+    data = yaml.safe_load(config.read_text())
+    data["format"] = 2
+    data["networks"]["decoder"]["batch"] = True
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(CompileError, match=r"networks.decoder.batch: true, but the program does not run a batch of 2") as err:
+        compile_addon(tiny_copy, tmp_path / "out", ["cpu"], progress=False)
+    assert set(err.value.report.failed) == {"decoder [cpu]"}
+
+
+class _IgnoresMask(nn.Module):
+    """Subtracts the mean over every step, padded ones too: rows of a batch would see their padding."""
+
+    def forward(self, frames, frames_mask):
+        return frames - frames.mean(dim=1, keepdim=True)
+
+
+def test_a_batch_network_whose_rows_see_their_padding_is_refused():
+    """The compiler's program check on a postnet that ignores its mask names the batch entry; the tiny
+    Tacotron's own postnet passes it."""
+    spec = parse_spec(tiny_tacotron_spec())
+    with pytest.raises(BatchRowsError, match=r"networks.postnet.batch: true, but a row of a batch differs"):
+        check_batch_rows("postnet", ModuleRunner(spec.networks["postnet"], _IgnoresMask()), spec.dims)
+    check_batch_rows("postnet", ModuleRunner(spec.networks["postnet"], tiny_tacotron_modules(3.0)["postnet"]), spec.dims)
