@@ -22,7 +22,9 @@ the library's own attention masks are fed from it, and each convolution reads
 zeros on padded steps (:func:`ttsstack.masking.masked_convolutions`; the
 library leaves its conformer convolutions unmasked). The duration predictor's
 output bias is set so that random weights speak 2 to 5 frames per token, as a
-trained model does (untrained, it rounds every duration to 0).
+trained model does (untrained, it rounds every duration to 0). The library's
+masks make rows independent, so every network is ``batch: true``: concurrent
+streams run as one batch (``RuntimeOptions.batch``).
 
 Needs the ``transformers`` extra: ``pip install -e ".[transformers]"``.
 """
@@ -188,16 +190,16 @@ def addon_spec(config, hifigan_config, context: int, dims: dict) -> dict:
         "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
             "encoder": {"role": "encoder", "file": "networks/encoder.pt2", "context": "unbounded", "mask": "text_mask",
-                        "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
+                        "batch": True, "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
                                    "text_mask": {"shape": [1, "T_text"]}},
                         "outputs": {"encoded": {"shape": [1, "T_text", hidden]},
                                     "durations": {"shape": [1, "T_text"], "dtype": "int64"}}},
             "decoder": {"role": "decoder", "file": "networks/decoder.pt2", "context": "unbounded", "mask": "frames_mask",
-                        "inputs": {"frames": {"shape": [1, "T_frames", hidden]},
+                        "batch": True, "inputs": {"frames": {"shape": [1, "T_frames", hidden]},
                                    "frames_mask": {"shape": [1, "T_frames"]}},
                         "outputs": {"mel": {"shape": [1, "T_frames", n_mels]}}},
             "vocoder": {"role": "vocoder", "file": "networks/vocoder.pt2", "context": context, "mask": "mel_mask",
-                        "inputs": {"mel": {"shape": [1, "T_frames", n_mels]}, "mel_mask": {"shape": [1, "T_frames"]}},
+                        "batch": True, "inputs": {"mel": {"shape": [1, "T_frames", n_mels]}, "mel_mask": {"shape": [1, "T_frames"]}},
                         "outputs": {"audio": {"shape": [1, "T_samples"]}}},
         },
         "dims": {**dims, "T_samples": {"max": dims["T_frames"]["max"] * rate}},

@@ -131,9 +131,11 @@ def test_a_failing_call_fails_only_its_own_stream():
     assert [results[i] for i in (0, 2, 3)] == [2.0, 4.0, 6.0]
 
 
-def test_batch_option_is_bounded():
+def test_batch_options_are_bounded():
     with pytest.raises(ValueError, match="batch must be between 1 and 64"):
         RuntimeOptions(batch=0)
+    with pytest.raises(ValueError, match="batch_wait_ms must be between 0 and 1000"):
+        RuntimeOptions(batch=2, batch_wait_ms=-1)
 
 
 def test_batch_network_declares_one_at_axis_zero():

@@ -16,10 +16,11 @@ cropped back, exactly as static backends pad to a bucket. A network with
 neither input is batched only across calls of equal shapes.
 
 No call waits for company it has no reason to expect: a thread that finds
-the network idle runs at once, unless the previous batch had more callers
-than are queued now; then it waits up to ``wait_s`` for them (streams that
-decode in step come back together). A batch that fails is rerun call by
-call, so one bad input fails only its own stream.
+the network idle runs at once, unless more streams were calling the last
+time (the previous batch's calls and those that queued while it ran) than
+are queued now; then it waits up to ``wait_s`` for them, so two streams that
+would otherwise take turns come back together. A batch that fails is rerun
+call by call, so one bad input fails only its own stream.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ import torch
 from ..addon import NetworkSpec
 from .network import NetworkRunner, crop_steps, sequence_dim, time_axis
 
-DEFAULT_WAIT_S = 0.002
-"""How long a batch waits for the callers of the previous one: a fraction of a decoder step."""
 
 
 def padded_dim(spec: NetworkSpec) -> str | None:
@@ -126,7 +125,7 @@ class BatchingRunner:
     ``batches`` counts the calls run at each batch size.
     """
 
-    def __init__(self, runner: NetworkRunner, max_batch: int, wait_s: float = DEFAULT_WAIT_S):
+    def __init__(self, runner: NetworkRunner, max_batch: int, wait_s: float):
         self.runner = runner
         self.spec = runner.spec
         self.static_lengths = runner.static_lengths
@@ -138,7 +137,7 @@ class BatchingRunner:
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._busy = False
-        self._callers = 1  # callers queued when the previous batch was taken
+        self._callers = 1  # streams calling last time: the previous batch and the calls queued while it ran
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         call = _Call(inputs, call_key(inputs, self._axes))
@@ -157,6 +156,7 @@ class BatchingRunner:
                         self._run(batch)
                     finally:
                         self._cond.acquire()
+                    self._callers = len(batch) + len(self._queue)
                 finally:
                     self._busy = False
                     self._cond.notify_all()
@@ -165,15 +165,14 @@ class BatchingRunner:
         return call.outputs
 
     def _take(self) -> list[_Call]:
-        """The next batch (lock held): wait briefly for the previous batch's callers, then take the first
-        queued call and every queued call that can join it, up to ``max_batch``."""
+        """The next batch (lock held): wait briefly for the streams that called last time, then take the
+        first queued call and every queued call that can join it, up to ``max_batch``."""
         deadline = time.monotonic() + self.wait_s
         while len(self._queue) < min(self._callers, self.max_batch):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             self._cond.wait(remaining)
-        self._callers = len(self._queue)
         key = self._queue[0].key
         batch = [call for call in self._queue if call.key == key][: self.max_batch]
         self._queue = [call for call in self._queue if call not in batch]
@@ -203,7 +202,9 @@ class BatchingRunner:
             call.done = True
 
 
-def batching_runners(runners: Mapping[str, NetworkRunner], max_batch: int, addon_max: int) -> dict[str, NetworkRunner]:
+def batching_runners(
+    runners: Mapping[str, NetworkRunner], max_batch: int, addon_max: int, wait_s: float
+) -> dict[str, NetworkRunner]:
     """``runners`` with every ``batch: true`` network's behind a :class:`BatchingRunner` (unchanged when ``max_batch`` is 1).
 
     A batch holds at most ``max_batch`` calls and the addon's ``batch.max`` (``addon_max``).
@@ -211,4 +212,4 @@ def batching_runners(runners: Mapping[str, NetworkRunner], max_batch: int, addon
     size = min(max_batch, addon_max)
     if size <= 1:
         return dict(runners)
-    return {name: BatchingRunner(runner, size) if runner.spec.batch else runner for name, runner in runners.items()}
+    return {name: BatchingRunner(runner, size, wait_s) if runner.spec.batch else runner for name, runner in runners.items()}

@@ -12,6 +12,8 @@ from .registry import BLOCKS, RegistryError
 from .vocoders import build_vocoder
 
 FRONTEND_OUTPUT = "tokens"
+MAX_BATCH_WAIT_MS = 1000.0
+"""Longest a batched call may wait for other streams: beyond it, waiting costs more first audio than batching saves."""
 SPEED = "speed"
 """Per-call speaking rate, float32 ``[1]``, set by the caller of ``Voice.stream`` (1.0: as trained)."""
 
@@ -36,7 +38,10 @@ class RuntimeOptions:
     speaks the demo without its vocoder network); None keeps the addon's.
     ``batch`` is the most streams whose calls of one ``batch: true`` network
     run as one batched call (:mod:`~ttsstack.runtime.batching`); 1 runs every
-    call alone.
+    call alone. ``batch_wait_ms`` is the most a call waits for the other
+    streams that called that network last time: 2 ms is a fraction of a
+    decoder step on a CPU; an accelerator whose calls cost more may gather
+    larger batches with a longer wait.
     """
 
     chunk_frames: int = 256
@@ -44,12 +49,15 @@ class RuntimeOptions:
     sentence_split: bool = True
     vocoder: str | None = None
     batch: int = 1
+    batch_wait_ms: float = 2.0
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:
             raise ValueError("chunk_frames and first_chunk_frames must be >= 1")
         if not 1 <= self.batch <= MAX_BATCH:
             raise ValueError(f"batch must be between 1 and {MAX_BATCH} (streams per batched call), got {self.batch}")
+        if not 0 <= self.batch_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise ValueError(f"batch_wait_ms must be between 0 and {MAX_BATCH_WAIT_MS}, got {self.batch_wait_ms}")
 
 
 @dataclass

@@ -61,7 +61,7 @@ class Voice:
         self.spec = spec
         self.backend = backend
         self.options = options or RuntimeOptions()
-        self.runners = batching_runners(runners, self.options.batch, spec.batch_dim.max)
+        self.runners = batching_runners(runners, self.options.batch, spec.batch_dim.max, self.options.batch_wait_ms / 1000)
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, self.runners, variants or {}, self.options)
         self.root, self.output, self.vocoder = build_stack(ctx)
