@@ -197,7 +197,9 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     words = [w for e in events if e["type"] == "speech.word_timings" for w in e["words"]]
     assert [(w["word"], w["start_char"]) for w in words] == [("Timed", 0), ("words", 6), ("over", 13), ("HTTP", 18)]
     assert words == [w.as_dict() for i in tiny_voice.stream_audio(text, timings=True) for w in i.words]
-    assert events[-1]["samples"] == len(audio) // 2 and events[0]["sample_rate"] == tiny_voice.sample_rate
+    assert events[0] == {"type": "speech.start", "format": "pcm_s16le", "sample_rate": tiny_voice.sample_rate,
+                         "channels": 1}
+    assert events[-1]["samples"] == len(audio) // 2
     too_long = httpx.post(url, json={"model": "tiny", "input": "x" * 201})
     assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "input"
     unknown = httpx.post(url, json={"model": "tiny", "input": text, "voice": "nobody"})  # not silently the default

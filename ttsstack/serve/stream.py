@@ -241,13 +241,12 @@ class SpeechStream(Response):
         self.metrics.observe_speed(name, samples / self.model.voice.sample_rate, elapsed)
 
     def _start_event(self) -> bytes:
-        """ttsstack's ``speech.start`` event: what the audio is, as the ``X-`` headers say it."""
+        """ttsstack's ``speech.start`` event: what the audio is (raw PCM named ``pcm_s16le``, as the WebSocket's
+        ``start`` names it)."""
         delivery = self.delivery
-        event = {"type": "speech.start", "format": delivery.audio_format, "sample_rate": delivery.sample_rate,
-                 "channels": 1}
-        if delivery.audio_format in RAW_SAMPLE_FORMATS:
-            event["sample_format"] = RAW_SAMPLE_FORMATS[delivery.audio_format]
-        return sse_event(event)
+        audio_format = "pcm_s16le" if delivery.audio_format == "pcm" else delivery.audio_format
+        return sse_event({"type": "speech.start", "format": audio_format, "sample_rate": delivery.sample_rate,
+                          "channels": 1})
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         delivery = self.delivery
