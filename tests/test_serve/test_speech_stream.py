@@ -186,6 +186,7 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     url = ws_server.replace("ws://", "http://").replace("/v1/audio/speech/stream", "/v1/audio/speech/events")
     text = "Timed words, over HTTP."
     events = []
+    answered = metric(url.removesuffix("/v1/audio/speech/events"), "ttsstack_requests_total", model="tiny", status="200")
     with httpx.stream("POST", url, json={"model": "tiny", "input": text}, timeout=60) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -200,6 +201,8 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     assert events[0] == {"type": "speech.start", "format": "pcm_s16le", "sample_rate": tiny_voice.sample_rate,
                          "channels": 1}
     assert events[-1]["samples"] == len(audio) // 2
+    assert metric(url.removesuffix("/v1/audio/speech/events"), "ttsstack_requests_total", model="tiny",
+                  status="200") == answered + 1  # counted as a speech request
     too_long = httpx.post(url, json={"model": "tiny", "input": "x" * 201})
     assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "input"
     unknown = httpx.post(url, json={"model": "tiny", "input": text, "voice": "nobody"})  # not silently the default

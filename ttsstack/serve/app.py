@@ -65,7 +65,7 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     if api_key:
         app.add_middleware(RequireApiKey, key=api_key, open_paths=PROBE_PATHS)
-    app.add_middleware(CountSpeechRequests, metrics=metrics, path=SPEECH_PATH)
+    app.add_middleware(CountSpeechRequests, metrics=metrics, paths=frozenset({SPEECH_PATH, SPEECH_EVENTS_PATH}))
 
     @app.post(SPEECH_PATH)
     async def speech(body: SpeechRequest, request: Request) -> Response:
