@@ -49,7 +49,7 @@ from ttsstack.runtime.blocks.containers import StreamablePipeline
 from ttsstack.runtime.network import step_length
 from ttsstack.runtime.registry import BACKENDS
 
-from common import ListFlag, add_output_flags, output_dir, parser_for
+from common import ListFlag, add_output_flags, add_timing_flags, output_dir, parser_for
 from host_peak import host_description, measure_peaks, parameter_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,8 +192,7 @@ def main() -> None:
     parser.add_argument("--backend", action=ListFlag, default=["cpu", "eager"], metavar="NAME",
                         help="backend to measure (repeatable or comma list)")
     parser.add_argument("--steps", type=int, default=300, help="decoder steps per run")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per backend (median)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    add_timing_flags(parser, repeats=5, each="backend")
     parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog.", help="text to encode")
     add_output_flags(parser)
     args = parser.parse_args()

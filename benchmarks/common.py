@@ -16,7 +16,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "out"
 RECORDED = HERE / "results"
 
-__all__ = ["ListFlag", "add_deprecated_alias", "add_output_flags", "output_dir", "parser_for", "real_time_factor"]
+__all__ = ["ListFlag", "add_deprecated_alias", "add_output_flags", "add_timing_flags", "output_dir", "parser_for",
+           "real_time_factor"]
 
 
 def parser_for(doc: str | None) -> argparse.ArgumentParser:
@@ -30,6 +31,13 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
                         help=f"folder for the JSON (and plots) (default: {DEFAULT_OUT.relative_to(HERE.parent)}/, untracked)")
     parser.add_argument("--record", action="store_true",
                         help=f"write to {RECORDED.relative_to(HERE.parent)}/, the committed results the README quotes")
+
+
+def add_timing_flags(parser: argparse.ArgumentParser, *, repeats: int, each: str) -> None:
+    """``--repeats`` (timed runs of ``each``, the median kept) and ``--threads`` (torch's, ONNX Runtime's follow)."""
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed runs per {each} (median)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (ONNX Runtime's follow: ttsstack sizes its sessions so)")
 
 
 def output_dir(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:

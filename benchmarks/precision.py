@@ -55,7 +55,7 @@ from ttsstack.compiler.validate import validate_runner
 from ttsstack.runtime.registry import BACKENDS
 from ttsstack.tolerances import for_backend
 
-from common import ListFlag, add_output_flags, output_dir, parser_for
+from common import ListFlag, add_output_flags, add_timing_flags, output_dir, parser_for
 from host_peak import best_peaks, count_flops, host_description, limit_seconds, measure_peaks, parameter_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,8 +240,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="autoregressive steps compared with fp32")
     parser.add_argument("--frames", type=int, default=860, help="frames of the decoder call (860: 10 s of audio)")
     parser.add_argument("--text-length", type=int, default=100, help="tokens of the step network's memory")
-    parser.add_argument("--repeats", type=int, default=50, help="timed calls per row (median)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (ONNX Runtime's follow)")
+    add_timing_flags(parser, repeats=50, each="row")
     add_output_flags(parser)
     args = parser.parse_args()
     out = output_dir(parser, args) / "precision.json"

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +21,22 @@ from ttsstack.cli import main, open_access_warning
 from ttsstack.compiler import compile_addon
 from ttsstack.serve import AddonSource, parse_addon_source
 
+from .conftest import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
+SERVE = ["-m", "ttsstack.cli"]
+PAUSED_SERVE = ["-c", """
+import os, signal, sys
+import ttsstack.serve.server as server
+run_server = server.run_server
+def paused(config, sockets):
+    os.kill(os.getpid(), signal.SIGSTOP)  # stopped after printing its URL, before uvicorn runs the application
+    run_server(config, sockets)
+server.run_server = paused
+from ttsstack.cli import main
+sys.exit(main(sys.argv[1:]))
+"""]
+"""``ttsstack serve`` that stops itself (SIGSTOP) once it has printed its URL, until SIGCONT."""
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -54,9 +70,9 @@ def test_binding_beyond_loopback_without_a_key_is_warned(host, key, warned):
     assert warning is None or (host in warning and "TTSSTACK_API_KEY" in warning)
 
 
-def _start_serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """Start ``ttsstack serve ARGS`` on a free loopback port; the process and its URL once it listens."""
-    cmd = [sys.executable, "-m", "ttsstack.cli", "serve", "--port", "0", "--log-level", "warning", *args]
+def _start_serve(args: list[str], env: dict[str, str], entry: list[str] = SERVE) -> tuple[subprocess.Popen, str]:
+    """Start ``ttsstack serve ARGS`` (through ``entry``) on a free loopback port; the process and the URL it prints."""
+    cmd = [sys.executable, *entry, "serve", "--port", "0", "--log-level", "warning", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO), **env})
     seen = []
@@ -101,6 +117,24 @@ def test_serve_process_serves_addons_on_their_own_backends_and_stops_cleanly_on_
             received.extend(pieces)
         assert len(b"".join(received)) == 2 * len(tiny_voice.synthesize_audio(text))
         assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def test_a_client_that_connects_before_the_application_runs_waits_and_is_served(tiny_compiled):
+    proc, url = _start_serve(["--addon", str(tiny_compiled)], {}, entry=PAUSED_SERVE)
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat")
+        wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", "serve to stop itself")
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as client:  # refused unless the socket listens
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            proc.send_signal(signal.SIGCONT)  # uvicorn starts, accepts the waiting connection and answers it
+            response = b""
+            while chunk := client.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 200") and b'"status":"ok"' in response
     finally:
         proc.kill()
         proc.wait(timeout=60)

@@ -181,6 +181,21 @@ def test_sse_sends_the_same_audio_as_base64_deltas(url):
     assert audio == _post(url, response_format="mp3").content  # the encoder is deterministic
 
 
+def test_timings_add_word_events_to_the_same_sse(url, demo):
+    r, pieces = _streamed(url, response_format="mp3", stream_format="sse", timings=True)
+    assert r.status_code == 200
+    events = _events(b"".join(pieces))
+    assert events[0] == {"type": "speech.start", "format": "mp3", "sample_rate": int(r.headers["x-sample-rate"]),
+                         "channels": 1}
+    assert events[-1]["type"] == "speech.audio.done"
+    assert {e["type"] for e in events[1:-1]} == {"speech.audio.delta", "speech.word_timings"}
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    assert audio == _post(url, response_format="mp3").content  # the audio of the request without timings
+    words = [w for e in events if e["type"] == "speech.word_timings" for w in e["words"]]
+    assert [w["word"] for w in words] == ["Hello", "there", "It", "streams"]
+    assert words == [w.as_dict() for item in demo[0].stream_audio(TEXT, timings=True) for w in item.words]
+
+
 @pytest.mark.parametrize(("body", "status", "param", "names"), [
     ({"response_format": "ogg"}, 422, "response_format", "'mp3', 'opus', 'aac', 'flac', 'wav', 'pcm' or 'mulaw'"),
     ({"response_format": "mp3", "sample_rate": 96000}, 400, "sample_rate", "mp3 takes 8000, 11025"),
@@ -189,6 +204,7 @@ def test_sse_sends_the_same_audio_as_base64_deltas(url):
     ({"response_format": "pcm", "sample_rate": "8000"}, 422, "sample_rate", "valid integer"),
     ({"stream_format": "sse", "stream": False}, 422, "stream_format", '"stream": false'),
     ({"stream_format": "json"}, 422, "stream_format", "'audio' or 'sse'"),
+    ({"timings": True}, 422, "timings", '"stream_format": "sse"'),
 ])
 def test_a_format_or_rate_it_cannot_make_is_refused_naming_what_it_can(url, body, status, param, names):
     r = _post(url, **body)

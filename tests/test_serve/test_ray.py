@@ -17,7 +17,7 @@ import ray
 from ray import serve
 
 from ttsstack.serve import AddonSource, Limits
-from ttsstack.serve.ray_app import Placement, addon_application, build
+from ttsstack.serve.ray_app import AddonReplica, Placement, addon_application, build, deployment_options
 from ttsstack.tolerances import PCM16, TORCHSCRIPT
 
 from ..conftest import REPO
@@ -102,3 +102,17 @@ def test_errors_and_probes_are_the_servers_own(ray_url):
 def test_a_bad_placement_or_builder_argument_is_refused_naming_it(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize(("placement", "replicas"), [
+    (Placement(replicas=2), 2),
+    (Placement(replicas=1, max_replicas=3), 3),  # autoscaling: the most replicas there can be
+])
+def test_rays_queue_holds_what_all_replicas_admit(placement, replicas):
+    limits = Limits(max_concurrent=2, max_queue=3)
+    options = deployment_options(limits, placement)
+    assert options["max_ongoing_requests"] == 2 + 3  # a replica is sent no more than it admits
+    assert options["max_queued_requests"] == (2 + 3) * replicas  # requests sent at once all wait; none is 503
+    assert ("autoscaling_config" in options) == (placement.max_replicas is not None)
+    deployment = serve.deployment(AddonReplica, name="tiny", **options)  # Ray takes them (no cluster needed)
+    assert deployment.max_queued_requests == options["max_queued_requests"]

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+import ttsstack
 from ttsstack.serve import Limits, create_app
 from ttsstack.tolerances import PCM16
 
@@ -185,6 +186,7 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     url = ws_server.replace("ws://", "http://").replace("/v1/audio/speech/stream", "/v1/audio/speech/events")
     text = "Timed words, over HTTP."
     events = []
+    answered = metric(url.removesuffix("/v1/audio/speech/events"), "ttsstack_requests_total", model="tiny", status="200")
     with httpx.stream("POST", url, json={"model": "tiny", "input": text}, timeout=60) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -196,8 +198,29 @@ def test_http_events_carry_audio_and_word_timings(ws_server, tiny_voice):
     words = [w for e in events if e["type"] == "speech.word_timings" for w in e["words"]]
     assert [(w["word"], w["start_char"]) for w in words] == [("Timed", 0), ("words", 6), ("over", 13), ("HTTP", 18)]
     assert words == [w.as_dict() for i in tiny_voice.stream_audio(text, timings=True) for w in i.words]
+    assert events[0] == {"type": "speech.start", "format": "pcm_s16le", "sample_rate": tiny_voice.sample_rate,
+                         "channels": 1}
+    assert events[-1]["samples"] == len(audio) // 2
+    assert metric(url.removesuffix("/v1/audio/speech/events"), "ttsstack_requests_total", model="tiny",
+                  status="200") == answered + 1  # counted as a speech request
     too_long = httpx.post(url, json={"model": "tiny", "input": "x" * 201})
     assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "input"
+    unknown = httpx.post(url, json={"model": "tiny", "input": text, "voice": "nobody"})  # not silently the default
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "voice_not_found"
+
+
+def test_timings_from_a_model_without_alignment_are_refused_naming_why(tiny_tacotron_compiled):
+    voice = ttsstack.load(tiny_tacotron_compiled, backend="eager", compile_if_needed=False)
+    with running_server(create_app([voice])) as url:
+        name = voice.spec.name
+        for path, body in (("/v1/audio/speech/events", {}), ("/v1/audio/speech", {"stream_format": "sse", "timings": True})):
+            r = httpx.post(url + path, json={"model": name, "input": "Hello there.", **body}, timeout=60)
+            assert r.status_code == 400, (path, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "timings_unavailable" and error["param"] == "timings" and "alignment" in error["message"]
+        plain = httpx.post(url + "/v1/audio/speech", json={"model": name, "input": "Hello there.", "stream_format": "sse"},
+                           timeout=60)
+        assert plain.status_code == 200 and b"speech.word_timings" not in plain.content
 
 
 def test_hang_up_mid_speech_stops_the_session_and_the_server_goes_on(ws_server, tiny_voice):

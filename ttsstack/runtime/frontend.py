@@ -181,7 +181,8 @@ class Frontend(ABC):
         reviewed = self.review(text)
         if reviewed.skipped:
             warnings.warn(TextWarning(f"frontend: not spoken: {reviewed.summary()}"), stacklevel=4)
-        kept = [i for i, char in enumerate(text) if char.isspace() or _removed_reason(char) is None]
+        # where each character of the reviewed text stands in ``text``: word timings' offsets (only they need it)
+        kept = [i for i, char in enumerate(text) if char.isspace() or _removed_reason(char) is None] if timed else []
         produced = False
         sentences = split_text(reviewed.text.strip(), max_chars=max_tokens)
         searched = 0

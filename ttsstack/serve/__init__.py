@@ -5,7 +5,8 @@ loaded :class:`~ttsstack.runtime.Voice` objects (one per addon, each on its own
 backend); ``ttsstack serve`` loads them and runs it on uvicorn with
 :func:`~ttsstack.serve.server.server_config` (ttsstack's protocol, which adds
 header and send timeouts, and uvicorn's own limits). Endpoints:
-``POST /v1/audio/speech``, ``GET /v1/models``, ``GET /healthz`` (liveness),
+``POST /v1/audio/speech`` (and ``/v1/audio/speech/events``, its SSE with word timings),
+the speech WebSocket, ``GET /v1/models``, ``GET /healthz`` (liveness),
 ``GET /readyz`` (readiness: every addon warmed up), ``GET /metrics``.
 Responses are encoded by :mod:`ttsstack.audio.encode`; :mod:`ttsstack.serve.ray_app`
 runs the same application as Ray Serve replicas (``ttsstack serve --ray``).

@@ -23,14 +23,15 @@ from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import BodySizeLimit, CountSpeechRequests, RequireApiKey
 from .models import ServedModel, served_models
 from .readiness import Readiness
-from .schemas import SpeechRequest
+from .schemas import SpeechEventsRequest, SpeechRequest
 from .page import add_page
 from .stream import Delivery, SpeechStream
-from .timed import add_speech_events
 from .voices import UnknownVoice, speaker_for
 from .websocket import add_speech_websocket
 
 SPEECH_PATH = "/v1/audio/speech"
+SPEECH_EVENTS_PATH = "/v1/audio/speech/events"
+"""The speech endpoint with the defaults of timed events (:class:`SpeechEventsRequest`): PCM, SSE, word timings."""
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 """Liveness and readiness: open without the API key."""
 
@@ -64,7 +65,7 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     if api_key:
         app.add_middleware(RequireApiKey, key=api_key, open_paths=PROBE_PATHS)
-    app.add_middleware(CountSpeechRequests, metrics=metrics, path=SPEECH_PATH)
+    app.add_middleware(CountSpeechRequests, metrics=metrics, paths=frozenset({SPEECH_PATH, SPEECH_EVENTS_PATH}))
 
     @app.post(SPEECH_PATH)
     async def speech(body: SpeechRequest, request: Request) -> Response:
@@ -87,9 +88,13 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
             ) from None
         return SpeechStream(model, ticket, text, body.speed, speaker, delivery, metrics, arrived)
 
+    @app.post(SPEECH_EVENTS_PATH)
+    async def speech_events(body: SpeechEventsRequest, request: Request) -> Response:
+        """Speak ``input`` as server-sent events of raw PCM16 and word timings (the speech endpoint's defaults
+        changed to ``response_format: "pcm"``, ``stream_format: "sse"``, ``timings: true``)."""
+        return await speech(body, request)
+
     add_speech_websocket(app, models, limits, metrics)
-    add_speech_events(app, models, limits, metrics,
-                      lambda body: (model := _model(models, body.model), _check_input(body.input, model, limits)))
     add_page(app)
 
     @app.get("/v1/models")
@@ -130,11 +135,17 @@ def _model(models: dict[str, ServedModel], name: str) -> ServedModel:
 
 
 def _delivery(body: SpeechRequest, model: ServedModel) -> Delivery:
-    """How the audio goes out; ``400`` for a format this host cannot encode or a rate its codec does not take,
-    ``422`` for SSE without streaming."""
+    """How the audio goes out; ``400`` for a format this host cannot encode, a rate its codec does not take or
+    timings the model cannot give, ``422`` for SSE without streaming or timings without SSE."""
     if body.stream_format == "sse" and not body.stream:
         raise ApiError(422, 'stream_format: "sse" sends events as they are made; it cannot be combined with '
                             '"stream": false', "stream_format", "invalid_value")
+    if body.timings and body.stream_format != "sse":
+        raise ApiError(422, 'timings: word timings are server-sent events; they need "stream_format": "sse"',
+                       "timings", "invalid_value")
+    if body.timings and model.voice.timings_unavailable:
+        raise ApiError(400, f"timings: model '{model.name}' cannot give word timings: "
+                            f"{model.voice.timings_unavailable}", "timings", "timings_unavailable")
     try:
         fmt = check_available(body.response_format)
     except FormatUnavailable as exc:
@@ -143,7 +154,7 @@ def _delivery(body: SpeechRequest, model: ServedModel) -> Delivery:
         rate = output_rate(fmt, model.voice.sample_rate, body.sample_rate)
     except FormatUnavailable as exc:
         raise ApiError(400, f"sample_rate: {exc}", "sample_rate", "unsupported_sample_rate") from None
-    return Delivery(fmt.name, rate, body.stream, body.stream_format == "sse")
+    return Delivery(fmt.name, rate, body.stream, body.stream_format == "sse", body.timings)
 
 
 def _check_input(text: str, model: ServedModel, limits: Limits) -> ReviewedText:

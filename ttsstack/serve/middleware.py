@@ -107,7 +107,7 @@ def _replay(messages: list[Message], receive: Receive | None) -> Receive:
 
 
 class CountSpeechRequests:
-    """Counts requests to ``path`` by the status they are answered with, in ``ttsstack_requests_total``.
+    """Counts requests to ``paths`` by the status they are answered with, in ``ttsstack_requests_total``.
 
     The model label is the ``model`` the route stored in the request state
     (``request.state.model``), empty when the request named no served addon.
@@ -115,13 +115,13 @@ class CountSpeechRequests:
     queued) is counted as ``499``, one that raised before answering as ``500``.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, path: str):
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, paths: frozenset[str]):
         self.app = app
         self.metrics = metrics
-        self.path = path
+        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

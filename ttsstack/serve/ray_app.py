@@ -122,17 +122,25 @@ def addon_application(source: AddonSource | str, limits: Limits | None = None, p
         source = parse_addon_source(source)
     limits, placement, options = limits or Limits(), placement or Placement(), options or RuntimeOptions()
     name = load_addon(source.folder).spec.name
-    scaling: dict[str, Any] = {"num_replicas": placement.replicas}
-    if placement.max_replicas and placement.max_replicas > placement.replicas:
-        scaling = {"autoscaling_config": {"min_replicas": placement.replicas, "max_replicas": placement.max_replicas,
-                                          "target_ongoing_requests": limits.max_concurrent}}
-    deployment = serve.deployment(
-        serve.ingress()(AddonReplica), name=name, ray_actor_options=placement.actor_options(),
-        max_ongoing_requests=limits.max_concurrent + limits.max_queue,
-        max_queued_requests=(limits.max_concurrent + limits.max_queue) * (placement.max_replicas or placement.replicas),
-        **scaling,
-    )
+    deployment = serve.deployment(serve.ingress()(AddonReplica), name=name, **deployment_options(limits, placement))
     return deployment.bind(str(source.folder), source.backend, limits, api_key, asdict(options), placement.threads)
+
+
+def deployment_options(limits: Limits, placement: Placement) -> dict[str, Any]:
+    """The options of an addon's ``serve.deployment``: placement, replica count or autoscaling, and the
+    request bounds (each replica takes what it admits, Ray's queue what all of them admit; module docstring)."""
+    admitted = limits.max_concurrent + limits.max_queue
+    options: dict[str, Any] = {
+        "ray_actor_options": placement.actor_options(),
+        "max_ongoing_requests": admitted,
+        "max_queued_requests": admitted * (placement.max_replicas or placement.replicas),
+        "num_replicas": placement.replicas,
+    }
+    if placement.max_replicas and placement.max_replicas > placement.replicas:
+        del options["num_replicas"]
+        options["autoscaling_config"] = {"min_replicas": placement.replicas, "max_replicas": placement.max_replicas,
+                                         "target_ongoing_requests": limits.max_concurrent}
+    return options
 
 
 def route_prefixes(names: Sequence[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The request body of ``POST /v1/audio/speech``: OpenAI's speech API plus two extensions, ``stream`` and ``sample_rate``."""
+"""The request bodies of ``POST /v1/audio/speech`` (OpenAI's speech API plus the extensions ``stream``,
+``sample_rate`` and ``timings``) and of its timed-events alias ``POST /v1/audio/speech/events``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from ..audio.encode import MAX_RATE, MIN_RATE
 
 DEFAULT_FORMAT = "mp3"
 """OpenAI's default ``response_format``, and so ttsstack's."""
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw"]
+StreamFormat = Literal["audio", "sse"]
 
 
 class SpeechRequest(BaseModel):
@@ -41,9 +44,14 @@ class SpeechRequest(BaseModel):
       ``wav`` whose header has its true sizes: the one to save as a file.
       ``false`` with ``stream_format: "sse"`` is ``422``: events are a stream
       (checked by the route, so that the error names ``stream_format``).
+    - ``timings`` (extension): with ``stream_format: "sse"``, word timings as
+      they become known: a ``speech.start`` event first (rate, format), a
+      ``speech.word_timings`` event after the audio that completed the words
+      (``docs/streaming.md``). Without SSE it is ``422``; a model that cannot
+      time words is ``400`` (``timings_unavailable``, naming why).
 
     ``response_format`` and ``sample_rate`` say what the audio is,
-    ``stream``/``stream_format`` how it is delivered. Unknown fields are
+    ``stream``/``stream_format``/``timings`` how it is delivered. Unknown fields are
     ``422`` naming them, rather than silently ignored.
     """
 
@@ -52,9 +60,23 @@ class SpeechRequest(BaseModel):
     model: StrictStr
     input: StrictStr
     voice: StrictStr | None = None
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm", "mulaw"] = DEFAULT_FORMAT
+    response_format: ResponseFormat = DEFAULT_FORMAT
     sample_rate: StrictInt | None = Field(None, ge=MIN_RATE, le=MAX_RATE)
     speed: StrictFloat = Field(1.0, ge=0.25, le=4.0)
-    stream_format: Literal["audio", "sse"] = "audio"
+    stream_format: StreamFormat = "audio"
     stream: StrictBool = True
+    timings: StrictBool = False
+
+
+class SpeechEventsRequest(SpeechRequest):
+    """The body of ``POST /v1/audio/speech/events``: the speech body, with the defaults of timed events.
+
+    Raw PCM16 (``response_format: "pcm"``) as server-sent events with word
+    timings, for clients that cannot hold a WebSocket; any field of
+    :class:`SpeechRequest` may still be given.
+    """
+
+    response_format: ResponseFormat = "pcm"
+    stream_format: StreamFormat = "sse"
+    timings: StrictBool = True
 

@@ -16,7 +16,12 @@ samples are identical to whole-utterance ones whatever the chunking, and the
 only difference is the 16-bit quantisation, at most half a step
 (``ttsstack.tolerances.PCM16``: 0.5 / 32767 after clipping to [-1, 1]).
 With ``stream_format: "sse"`` the same bytes go out base64-encoded in OpenAI's
-server-sent events (``speech.audio.delta``, then ``speech.audio.done``).
+server-sent events (``speech.audio.delta``, then ``speech.audio.done``, which
+also says how many ``samples`` and ``seconds`` were sent). With ``timings``
+the voice streams :class:`~ttsstack.runtime.timings.TimedChunk`s (same
+samples), a ``speech.start`` event leads, and each chunk's finished words
+follow its audio as a ``speech.word_timings`` event; without, the voice
+streams plain chunks and nothing is aligned.
 
 Errors found before the first chunk (text with nothing to say, a failing
 network) are JSON errors with a status; an error after audio has started
@@ -48,6 +53,7 @@ from starlette.types import Receive, Scope, Send
 from ..audio.encode import FORMATS, AudioEncoder, encoder_for
 from ..runtime.frontend import FrontendError, ReviewedText
 from ..runtime.speakers import SpeakerChoice
+from ..runtime.timings import WordTiming
 from .concurrency import Ticket
 from .errors import error_response
 from .metrics import ServerMetrics
@@ -61,12 +67,14 @@ SSE_MEDIA_TYPE = "text/event-stream"
 
 @dataclass(frozen=True)
 class Delivery:
-    """How a response carries its audio: ``audio_format`` at ``sample_rate``, streamed or whole, raw or as SSE."""
+    """How a response carries its audio: ``audio_format`` at ``sample_rate``, streamed or whole, raw or as SSE
+    (with word ``timings`` events or without)."""
 
     audio_format: str
     sample_rate: int
     stream: bool = True
     sse: bool = False
+    timings: bool = False
 
     @property
     def media_type(self) -> str:
@@ -84,8 +92,16 @@ def audio_delta(audio: bytes) -> bytes:
     return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode("ascii")})
 
 
-AUDIO_DONE = sse_event({"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
-"""OpenAI's ``speech.audio.done`` event; ttsstack counts no tokens, so its usage is zero."""
+def audio_done(samples: int, rate: int) -> bytes:
+    """OpenAI's ``speech.audio.done`` event (ttsstack counts no tokens: zero usage), with the ``samples``
+    sent at ``rate`` and their ``seconds``."""
+    return sse_event({"type": "speech.audio.done", "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+                      "samples": samples, "seconds": round(samples / rate, 6)})
+
+
+def word_timings(words: tuple[WordTiming, ...]) -> bytes:
+    """ttsstack's ``speech.word_timings`` event: words whose timings became known."""
+    return sse_event({"type": "speech.word_timings", "words": [w.as_dict() for w in words]})
 
 
 class SpeechStream(Response):
@@ -144,11 +160,11 @@ class SpeechStream(Response):
     async def _synthesize(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
         delivery = self.delivery
-        audio = self.model.voice.stream_audio(self.text.text, self.speed, self.speaker)
+        audio = self.model.voice.stream_audio(self.text.text, self.speed, self.speaker, timings=delivery.timings)
         encoder = encoder_for(delivery.audio_format, self.model.voice.sample_rate, delivery.sample_rate,
                               whole=not delivery.stream)
         try:
-            await self._send_audio(_EncodedChunks(audio, encoder), scope, send, started)
+            await self._send_audio(_EncodedChunks(audio, encoder, delivery.timings), scope, send, started)
         finally:
             audio.close()
 
@@ -173,9 +189,13 @@ class SpeechStream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
         frame = audio_delta if self.delivery.sse else bytes
         try:
+            if self.delivery.timings:
+                await send({"type": "http.response.body", "body": self._start_event(), "more_body": True})
             while data is not None:
                 if data:
                     await send({"type": "http.response.body", "body": frame(data), "more_body": True})
+                if chunks.words:
+                    await send({"type": "http.response.body", "body": word_timings(chunks.words), "more_body": True})
                 data = await gate.run_sync(chunks.next)
         except Exception as exc:
             self._finished = True
@@ -187,7 +207,9 @@ class SpeechStream(Response):
                 await send({"type": "http.response.body", "body": sse_event({"type": "error", "error": error}), "more_body": True})
             return
         self._finished = True
-        await send({"type": "http.response.body", "body": AUDIO_DONE if self.delivery.sse else b"", "more_body": False})
+        sent = round(chunks.samples * self.delivery.sample_rate / self.model.voice.sample_rate)
+        done = audio_done(sent, self.delivery.sample_rate) if self.delivery.sse else b""
+        await send({"type": "http.response.body", "body": done, "more_body": False})
         self._completed(chunks.samples, started)
 
     async def _send_whole(self, data: bytes | None, chunks: "_EncodedChunks", scope: Scope, send: Send, started: float) -> None:
@@ -218,6 +240,14 @@ class SpeechStream(Response):
         elapsed = time.perf_counter() - started
         self.metrics.observe_speed(name, samples / self.model.voice.sample_rate, elapsed)
 
+    def _start_event(self) -> bytes:
+        """ttsstack's ``speech.start`` event: what the audio is (raw PCM named ``pcm_s16le``, as the WebSocket's
+        ``start`` names it)."""
+        delivery = self.delivery
+        audio_format = "pcm_s16le" if delivery.audio_format == "pcm" else delivery.audio_format
+        return sse_event({"type": "speech.start", "format": audio_format, "sample_rate": delivery.sample_rate,
+                          "channels": 1})
+
     def _headers(self) -> list[tuple[bytes, bytes]]:
         delivery = self.delivery
         headers = {
@@ -243,23 +273,30 @@ class _EncodedChunks:
     ready after the next chunk, ``b""`` when the encoder is still filling a frame, None at the end.
 
     ``samples`` counts the voice's samples so far; ``whole`` is the complete file of a ``whole`` encoder.
+    With ``timed``, ``audio`` yields :class:`~ttsstack.runtime.timings.TimedChunk`\ s and ``words``
+    holds those of the latest chunk.
     """
 
-    def __init__(self, audio: Iterator, encoder: AudioEncoder):
+    def __init__(self, audio: Iterator, encoder: AudioEncoder, timed: bool = False):
         self._audio = audio
         self._encoder = encoder
+        self._timed = timed
         self._done = False
         self.samples = 0
         self.whole = b""
+        self.words: tuple[WordTiming, ...] = ()
 
     def next(self) -> bytes | None:
         """Synthesize and encode the next chunk; after the last, the encoder's rest (or the whole file)."""
+        self.words = ()
         if self._done:
             return None
         chunk = next(self._audio, None)
         if chunk is not None:
+            if self._timed:
+                self.words, chunk = chunk.words, chunk.chunk
             self.samples += len(chunk)
-            return self._encoder.encode(chunk)
+            return self._encoder.encode(chunk) if len(chunk) else b""
         self._done = True
         rest = self._encoder.finish()
         if self._encoder.whole:

@@ -43,7 +43,7 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ADDON, AUDIO, Split, audio_module, model_module, phonemes_module  # noqa: E402
-from metrics import mcd_dtw, mcd_frames, mel_cepstrum, plot  # noqa: E402
+from metrics import mcd_dtw, mcd_frames, mel_cepstrum, plot, summarize  # noqa: E402
 from train import frames_per_symbol  # noqa: E402
 
 
@@ -71,18 +71,6 @@ def say(model, text: str, symbols: list[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     audio.write_wav(path, wave, AUDIO["sample_rate"])
     print(f"{text!r}: {len(phonemes)} phonemes, {mel.shape[0]} frames, {len(wave) / AUDIO['sample_rate']:.2f} s -> {path}")
-
-
-def summarize(rows: list[dict[str, float]], labels: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Mean, median and p90 of each labelled metric over the rows; printed as a table and returned."""
-    summary = {}
-    print(f"{'metric':<38}{'mean':>8}{'median':>8}{'p90':>8}")
-    for key, label in labels.items():
-        values = np.array([r[key] for r in rows])
-        summary[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
-                        "p90": float(np.percentile(values, 90))}
-        print(f"{label:<38}{values.mean():8.3f}{np.median(values):8.3f}{np.percentile(values, 90):8.3f}")
-    return summary
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,7 +36,7 @@ from safetensors import safe_open
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ADDON, AUDIO, audio_module, vocoder_module  # noqa: E402
-from evaluate import mcd_frames, mel_cepstrum, summarize  # noqa: E402
+from metrics import mcd_frames, mel_cepstrum, summarize  # noqa: E402
 from train_vocoder import LOG_FLOOR, Utterances  # noqa: E402
 
 

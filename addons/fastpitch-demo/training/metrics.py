@@ -1,4 +1,4 @@
-"""Mel-cepstral distortion (frame-aligned and after DTW) and the reference-vs-predicted mel plot.
+"""Mel-cepstral distortion (frame-aligned and after DTW), the reference-vs-predicted mel plot, the summary table.
 
 Shared by the demo voices' evaluations (``evaluate.py`` here and
 ``addons/tacotron2-demo/training/evaluate.py``). Mel cepstra come from the
@@ -74,3 +74,15 @@ def plot(path: Path, text: str, panels: list[tuple[str, np.ndarray]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def summarize(rows: list[dict[str, float]], labels: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Mean, median and p90 of each labelled metric over the rows; printed as a table and returned."""
+    summary = {}
+    print(f"{'metric':<38}{'mean':>8}{'median':>8}{'p90':>8}")
+    for key, label in labels.items():
+        values = np.array([r[key] for r in rows])
+        summary[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
+                        "p90": float(np.percentile(values, 90))}
+        print(f"{label:<38}{values.mean():8.3f}{np.median(values):8.3f}{np.percentile(values, 90):8.3f}")
+    return summary

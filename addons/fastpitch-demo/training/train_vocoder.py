@@ -19,10 +19,7 @@ Needs a dataset made with ``make_dataset.py --audio``. Usage::
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
-import math
 import random
 import sys
 import time
@@ -34,8 +31,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ADDON, AUDIO, audio_module, vocoder_module  # noqa: E402
-from train import save_weights  # noqa: E402
+from common import (ADDON, AUDIO, audio_module, learning_rate, progress, save_weights,  # noqa: E402
+                    seed_everything, smooth, training_parser, update, vocoder_module)
 
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 """(n_fft, hop) of the multi-resolution STFT loss."""
@@ -128,22 +125,16 @@ def heldout_loss(model: torch.nn.Module, loss: SpectralLoss, heldout: Utterances
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, train on random segments, evaluate and save the weights periodically."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="folder written by make_dataset.py --audio")
-    parser.add_argument("--out", type=Path, default=ADDON / "vocoder.safetensors", help="weights file written")
-    parser.add_argument("--steps", type=int, default=3600, help="steps of the cosine schedule")
+    parser = training_parser(__doc__, data="folder written by make_dataset.py --audio",
+                             out=ADDON / "vocoder.safetensors", out_help="weights file written",
+                             steps=3600, lr=1e-3, warmup=200, eval_every=500)
     parser.add_argument("--minutes", type=float, default=55.0, help="stop after this much wall time")
     parser.add_argument("--batch", type=int, default=16, help="segments per step")
     parser.add_argument("--segment", type=int, default=32, help="frames per segment")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--eval-utterances", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--eval-utterances", type=int, default=20, help="held-out utterances per evaluation")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
+    seed_everything(args.seed)
     rng = random.Random(args.seed)
     train = Utterances(args.data, "train", AUDIO["hop_length"])
     heldout = Utterances(args.data, "heldout", AUDIO["hop_length"])
@@ -151,42 +142,27 @@ def main(argv: list[str] | None = None) -> None:
     loss_fn = SpectralLoss(full_band_filters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
 
-    def lr_at(step: int) -> float:
-        """Warmup, then a cosine decay over the steps or the minutes, whichever runs out sooner."""
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        by_steps = (step - args.warmup) / max(1, args.steps - args.warmup)
-        progress = min(1.0, max(by_steps, (time.time() - start) / (args.minutes * 60)))
-        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-
     log_path = args.data / "vocoder_log.csv"
     start, step, running, last = time.time(), 0, {}, {}
-    with open(log_path, "w", newline="") as log_file, tqdm(total=args.steps, desc="vocoder", unit="step") as bar:
-        log = csv.writer(log_file)
-        log.writerow(["step", "seconds", "lr", "convergence", "log_magnitude", "mel_l1",
-                      "val_convergence", "val_log_magnitude", "val_mel_l1"])
+    columns = ["step", "seconds", "lr", "convergence", "log_magnitude", "mel_l1",
+               "val_convergence", "val_log_magnitude", "val_mel_l1"]
+    with progress(log_path, columns, args.steps, "vocoder") as (write, bar):
         while step < args.steps and time.time() - start < args.minutes * 60:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
+            # the cosine decay follows the steps or the minutes, whichever runs out sooner
+            lr = learning_rate(step, args, floor=0.02, time_spent=(time.time() - start) / (args.minutes * 60))
             mel, audio = train.segments(rng, args.batch, args.segment)
             terms = loss_fn(model(mel, torch.ones(mel.shape[:2])), audio)
-            loss = terms["convergence"] + terms["log_magnitude"] + terms["mel_l1"]
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            update(model, optimizer, terms["convergence"] + terms["log_magnitude"] + terms["mel_l1"], lr)
             step += 1
-            for k, v in terms.items():
-                running[k] = 0.98 * running.get(k, float(v)) + 0.02 * float(v)
+            smooth(running, terms, 0.98)
             bar.update(1)
             bar.set_postfix(mel=f"{running['mel_l1']:.3f}", sc=f"{running['convergence']:.3f}")
             done = step >= args.steps or time.time() - start >= args.minutes * 60
             if step % args.eval_every == 0 or done:
                 last = heldout_loss(model, loss_fn, heldout, args.eval_utterances)
-                log.writerow([step, round(time.time() - start, 1), f"{optimizer.param_groups[0]['lr']:.2e}"]
-                             + [f"{running[k]:.4f}" for k in ("convergence", "log_magnitude", "mel_l1")]
-                             + [f"{last[k]:.4f}" for k in ("convergence", "log_magnitude", "mel_l1")])
-                log_file.flush()
+                write([step, round(time.time() - start, 1), f"{optimizer.param_groups[0]['lr']:.2e}"]
+                      + [f"{running[k]:.4f}" for k in ("convergence", "log_magnitude", "mel_l1")]
+                      + [f"{last[k]:.4f}" for k in ("convergence", "log_magnitude", "mel_l1")])
                 tqdm.write(f"step {step:6d} {time.time() - start:6.0f}s train mel_l1 {running['mel_l1']:.3f} "
                            f"sc {running['convergence']:.3f}  heldout mel_l1 {last['mel_l1']:.3f} "
                            f"sc {last['convergence']:.3f} logmag {last['log_magnitude']:.3f}")

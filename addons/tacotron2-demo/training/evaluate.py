@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import ADDON, Split, model_module, teacher_forced  # noqa: E402
 
-from metrics import mcd_dtw, mcd_frames, mel_cepstrum, plot  # noqa: E402  (the FastPitch demo's, on sys.path via train)
+from metrics import mcd_dtw, mcd_frames, mel_cepstrum, plot, summarize  # noqa: E402  (the FastPitch demo's, on sys.path via train)
 
 
 @torch.no_grad()
@@ -119,14 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     labels = {"dur_mae": "duration error (frames/phoneme)", "length_err": "utterance length error (fraction)",
               "reached_end": "attention reaches the end (share)", "mcd_forced": "MCD, teacher-forced (dB)",
               "mcd_dtw": "MCD, free-running, DTW (dB)"}
-    summary = {}
     print(f"{len(rows)} held-out sentences, weights {args.weights}")
-    print(f"{'metric':<38}{'mean':>8}{'median':>8}{'p90':>8}")
-    for key, label in labels.items():
-        values = np.array([r[key] for r in rows])
-        summary[key] = {"mean": float(values.mean()), "median": float(np.median(values)),
-                        "p90": float(np.percentile(values, 90))}
-        print(f"{label:<38}{values.mean():8.3f}{np.median(values):8.3f}{np.percentile(values, 90):8.3f}")
+    summary = summarize(rows, labels)
     png = args.png or args.data / "tacotron_evaluation_mel.png"
     plot(png, plot_text, panels)
     (args.data / "tacotron_evaluation.json").write_text(json.dumps(

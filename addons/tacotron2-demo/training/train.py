@@ -26,26 +26,19 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
-import random
-import shutil
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import torch
-from safetensors.torch import save_file
-from tqdm import tqdm
 
 ADDON = Path(__file__).resolve().parents[1]
 sys.path.append(str(ADDON.parent / "fastpitch-demo" / "training"))
 
-from common import Split, load_module  # noqa: E402
+from common import (DataSet, Split, load_module, seed_everything, train_on_split,  # noqa: E402
+                    training_parser)
 
 
 def model_module() -> ModuleType:
@@ -121,118 +114,29 @@ def losses(model: torch.nn.Module, batch: dict[str, torch.Tensor], reduction: in
     return {"mel_l1": mel_l1, "post_l1": post_l1, "stop_bce": stop_bce, "align_ce": align_ce, "align_hit": hit.detach()}
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, max_frames: int, reduction: int) -> dict[str, float]:
-    """Teacher-forced losses on a split, averaged over utterances."""
-    model.eval()
-    sums, weight = {}, 0
-    for ids in split.batches(max_frames, None):
-        out = losses(model, split.collate(ids), reduction)
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * len(ids)
-        weight += len(ids)
-    model.train()
-    return {k: v / weight for k, v in sums.items()}
-
-
-def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Write the state dict atomically (a run stopped mid-write leaves the previous checkpoint)."""
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-
-
-LOGGED = ("mel_l1", "post_l1", "stop_bce", "align_ce", "align_hit")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, train, checkpoint at every evaluation."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="folder written by addons/fastpitch-demo/training/make_dataset.py")
-    parser.add_argument("--out", type=Path, default=ADDON, help="where weights.safetensors and symbols.json go")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser = training_parser(__doc__, data="folder written by addons/fastpitch-demo/training/make_dataset.py",
+                             out=ADDON, out_help="where weights.safetensors and symbols.json go",
+                             steps=1000, lr=2e-3, warmup=200, eval_every=100)
     parser.add_argument("--max-frames", type=int, default=4000, help="padded frames per batch")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--align-weight", type=float, default=1.0, help="weight of the alignment loss")
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(1)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    seed_everything(args.seed)
     module = model_module()
     reduction = module.REDUCTION
-    table = json.loads((args.data / "symbols.json").read_text(encoding="utf-8"))
-    info = json.loads((args.data / "info.json").read_text(encoding="utf-8"))
-    train, heldout = Split(args.data / "train.npz"), Split(args.data / "heldout.npz")
-    n_mels = train.mels[0].shape[1]
-    model = module.Tacotron2Demo(len(table["symbols"]), n_mels=n_mels)
+    data = DataSet.read(args.data)
+    model = module.Tacotron2Demo(data.n_symbols, n_mels=data.n_mels)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=1e-6)
-
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights_path = args.out / "weights.safetensors"
-    log_path = args.data / "tacotron_train_log.csv"
-    rng = random.Random(args.seed)
-    start = time.time()
-    step, epoch, last_val = 0, 0, {}
-    running: dict[str, float] = {}
-    with open(log_path, "w", newline="") as log_file, tqdm(total=args.steps, desc="train", unit="step") as bar:
-        log = csv.writer(log_file)
-        log.writerow(["step", "epoch", "seconds", "lr"] + list(LOGGED) + [f"val_{k}" for k in LOGGED])
-        while step < args.steps:
-            epoch += 1
-            for ids in train.batches(args.max_frames, rng):
-                if step >= args.steps:
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step)
-                out = losses(model, train.collate(ids), reduction)
-                loss = out["mel_l1"] + out["post_l1"] + out["stop_bce"] + args.align_weight * out["align_ce"]
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                step += 1
-                for k, v in out.items():
-                    running[k] = 0.95 * running.get(k, float(v.detach())) + 0.05 * float(v.detach())
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, mel=f"{running['post_l1']:.3f}", hit=f"{running['align_hit']:.2f}")
-                if step % args.eval_every == 0 or step == args.steps:
-                    last_val = evaluate(model, heldout, args.max_frames, reduction)
-                    seconds = round(time.time() - start, 1)
-                    log.writerow([step, epoch, seconds, f"{lr_at(step - 1):.2e}"]
-                                 + [f"{running[k]:.4f}" for k in LOGGED] + [f"{last_val[k]:.4f}" for k in LOGGED])
-                    log_file.flush()
-                    tqdm.write(f"step {step:5d} epoch {epoch:3d} {seconds:7.0f}s  "
-                               + " ".join(f"{k} {running[k]:.3f}" for k in LOGGED) + "  heldout "
-                               + " ".join(f"{k} {last_val[k]:.3f}" for k in LOGGED))
-                    metadata = {
-                        "format": "1",
-                        "n_symbols": str(len(table["symbols"])),
-                        "n_mels": str(n_mels),
-                        "reduction": str(reduction),
-                        "steps": str(step),
-                        "seed": str(args.seed),
-                        "settings": json.dumps({k: v for k, v in vars(args).items() if k not in ("data", "out")}),
-                        "train_seconds": str(round(time.time() - start)),
-                        "espeak": json.dumps(table.get("espeak", {})),
-                        "sentences": str(info.get("source", "")),
-                        "heldout": json.dumps({k: round(v, 4) for k, v in last_val.items()}),
-                    }
-                    save_weights(model, weights_path, metadata)
-    shutil.copyfile(args.data / "symbols.json", args.out / "symbols.json")
-    print(json.dumps({"steps": step, "epochs": epoch, "seconds": round(time.time() - start),
-                      "heldout": last_val, "weights": str(weights_path), "log": str(log_path)}, indent=1))
+    summary = train_on_split(
+        model, optimizer, data, args, losses=lambda batch: losses(model, batch, reduction),
+        objective=lambda t: t["mel_l1"] + t["post_l1"] + t["stop_bce"] + args.align_weight * t["align_ce"],
+        logged=("mel_l1", "post_l1", "stop_bce", "align_ce", "align_hit"), decay=0.95,
+        log_name="tacotron_train_log.csv", metadata={
+            "reduction": str(reduction),
+            "settings": json.dumps({k: v for k, v in vars(args).items() if k not in ("data", "out")})})
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
