@@ -16,10 +16,10 @@ cropped back, exactly as static backends pad to a bucket. A network with
 neither input is batched only across calls of equal shapes.
 
 No call waits for company it has no reason to expect: a thread that finds
-the network idle runs at once, unless more streams were calling the last
-time (the previous batch's calls and those that queued while it ran) than
-are queued now; then it waits up to ``wait_s`` for them, so two streams that
-would otherwise take turns come back together. A batch that fails is rerun
+the network idle runs at once, unless more streams (threads) called it
+during the last two batches than are queued now; then it waits up to
+``wait_s`` for them, so streams that would otherwise take turns (each
+calling while the other does its own work between calls) come together. A batch that fails is rerun
 call by call, so one bad input fails only its own stream.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -111,6 +111,7 @@ class _Call:
 
     inputs: Mapping[str, torch.Tensor]
     key: tuple
+    thread: int
     outputs: dict[str, torch.Tensor] | None = None
     error: BaseException | None = None
     done: bool = False
@@ -137,10 +138,10 @@ class BatchingRunner:
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._busy = False
-        self._callers = 1  # streams calling last time: the previous batch and the calls queued while it ran
+        self._recent: deque[set[int]] = deque(maxlen=2)  # threads that called during each of the last two batches
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        call = _Call(inputs, call_key(inputs, self._axes))
+        call = _Call(inputs, call_key(inputs, self._axes), threading.get_ident())
         with self._cond:
             self._queue.append(call)
             self._cond.notify_all()
@@ -156,7 +157,7 @@ class BatchingRunner:
                         self._run(batch)
                     finally:
                         self._cond.acquire()
-                    self._callers = len(batch) + len(self._queue)
+                    self._recent.append({c.thread for c in batch} | {c.thread for c in self._queue})
                 finally:
                     self._busy = False
                     self._cond.notify_all()
@@ -165,10 +166,11 @@ class BatchingRunner:
         return call.outputs
 
     def _take(self) -> list[_Call]:
-        """The next batch (lock held): wait briefly for the streams that called last time, then take the
-        first queued call and every queued call that can join it, up to ``max_batch``."""
+        """The next batch (lock held): wait briefly for the streams that called during the last two batches,
+        then take the first queued call and every queued call that can join it, up to ``max_batch``."""
+        expected = min(len(set().union(*self._recent)), self.max_batch)
         deadline = time.monotonic() + self.wait_s
-        while len(self._queue) < min(self._callers, self.max_batch):
+        while len(self._queue) < expected:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
