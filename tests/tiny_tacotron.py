@@ -4,7 +4,8 @@ The decoder's stop logit is exact by construction: a ``step`` state counts the
 calls and the stop token fires on the call that makes frame number
 ``frames_per_token * text length``, so tests know how many frames to expect.
 ``frames_per_token=None`` makes a decoder whose stop token never fires. Every network is
-``batch: true`` (rows of different text lengths, masked), so the suite compiles batched programs.
+``batch: true`` (rows of different text lengths, masked), so the suite compiles batched programs, and
+static backends compile each length bucket at batch 1 and 2.
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ def tiny_tacotron_spec(**overrides) -> dict:
             },
         },
         "dims": {"T_text": {"max": 64, "buckets": [8, 16]}, "T_frames": {"max": 4096, "buckets": [32, 64]}},
+        "batch": {"max": 8, "buckets": [1, 2]},
         "stack": [{"type": "StreamablePipeline", "sequence_block": {"type": "Encoders"},
                    "streamable_block": {"type": "StreamableStack",
                                         "stack": [{"type": "AutoregressiveDecoder", "max_decoder_steps": 400},

@@ -45,6 +45,8 @@ MAX_N_MELS = 512
 MAX_DIM = 1 << 20  # largest value of a named dim (a million frames is over three hours of audio)
 MAX_BATCH = 64
 """Largest batch a ``batch: true`` network is exported for unless the addon's ``batch.max`` says less."""
+BATCH = "batch"
+"""The batch axis's name: its ``torch.export`` dim, its key in a static bucket, ``--buckets batch=...``."""
 
 
 class AddonError(ValueError):
@@ -356,6 +358,11 @@ def _check_references(spec: AddonSpec, source: str) -> None:
     known = ", ".join(sorted(spec.dims)) or "(none)"
     if spec.batch is not None and spec.batch.buckets and spec.batch.buckets[0] != 1:
         raise AddonError(f"{source}: batch.buckets: must start with 1 (a lone stream runs at batch 1), got {spec.batch.buckets}")
+    if BATCH in spec.dims and any(net.batch for net in spec.networks.values()):
+        raise AddonError(
+            f"{source}: dims.{BATCH}: `{BATCH}` names the batch axis of `batch: true` networks (the top-level "
+            f"`batch:` entry); rename this dim"
+        )
     for net_name, net in spec.networks.items():
         for kind, tensors in (("inputs", net.inputs), ("outputs", net.outputs)):
             for t_name, t_spec in tensors.items():
@@ -487,7 +494,7 @@ def dynamic_shapes_for(spec: AddonSpec, network: str) -> dict[str, dict[int, tor
     """``torch.export`` dynamic shapes for one network, one shared ``Dim`` per named dim (and axis 0 of a batch network)."""
     dims = {name: torch.export.Dim(name, min=1, max=d.max) for name, d in spec.dims.items()}
     net = spec.networks[network]
-    batch = {0: torch.export.Dim("batch", min=1, max=spec.batch_dim.max)} if net.batch else {}
+    batch = {0: torch.export.Dim(BATCH, min=1, max=spec.batch_dim.max)} if net.batch else {}
     return {t_name: {**batch, **{axis: dims[dim] for axis, dim in t_spec.named_dims}} for t_name, t_spec in net.inputs.items()}
 
 

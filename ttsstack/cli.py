@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from . import backends  # noqa: F401  (registration)
-from .addon import AddonError, load_addon
+from .addon import BATCH, AddonError, load_addon
 from .audio import audio_format_for, write_audio
 from .backends.base import FP32, PRECISIONS
 from .cliflags import HelpFormatter, ListFlag, add_deprecated_alias, describe_rtf
@@ -232,10 +232,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name, net in spec.networks.items():
         ins = ", ".join(f"{n}{t.shape}:{t.dtype}" for n, t in net.inputs.items())
         outs = ", ".join(f"{n}{t.shape}:{t.dtype}" for n, t in net.outputs.items())
-        print(f"  {name} [{net.role}, context {net.context}] {ins} -> {outs}")
+        print(f"  {name} [{net.role}, context {net.context}{', batch' if net.batch else ''}] {ins} -> {outs}")
     print("dims:")
     for name, dim in spec.dims.items():
         print(f"  {name}: max {dim.max}, buckets {dim.buckets or '-'}")
+    if any(net.batch for net in spec.networks.values()):
+        batch = spec.batch_dim
+        print(f"  {BATCH} (axis 0 of batch networks): max {batch.max}, buckets {batch.buckets or [1]}")
     print("blocks:")
     stack = [(0, plan_stack(spec))]
     while stack:
@@ -312,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", action=ListFlag, default=["cpu"], metavar="NAME", help=backends_help)
     p.add_argument("--buckets", action="append", type=_buckets, default=[], metavar="DIM=N,N,...",
                    help="override a dim's shape buckets, e.g. T_text=32,64,128 (repeat for several dims; "
-                        "default: the addon's dims.<DIM>.buckets)")
+                        "default: the addon's dims.<DIM>.buckets); batch=1,4 sets the batch sizes static backends "
+                        "compile batch: true networks at (default: the addon's batch.buckets, else 1)")
     p.add_argument("--precision", choices=PRECISIONS, default=FP32,
                    help="arithmetic of the artifacts (inputs and outputs stay fp32): cpu offers fp32, bf16, fp16, "
                         "int8; onnx and onnx-static fp32, fp16, int8; neuron fp32, bf16, fp16; a backend that "

@@ -19,17 +19,18 @@ from ttsstack.runtime.batching import BatchingRunner, call_key, join_calls, spli
 from ttsstack.runtime.builder import RuntimeOptions
 from ttsstack.tolerances import BATCHED, for_backend
 
-from ..concurrent import batched_round
+from ..concurrent import batch_sizes, batched_round
 from ..tiny_addon import tiny_spec
 from ..tiny_tacotron import tiny_tacotron_modules, tiny_tacotron_spec
 
 TEXTS = ["hello there", "a much longer sentence than the others", "short", "the quick brown fox"]
 
 
-@pytest.mark.parametrize("backend", ["cpu", "onnx"])
+@pytest.mark.parametrize("backend", ["cpu", "onnx", "onnx-static", "neuron"])
 def test_concurrent_streams_run_batched_and_equal_each_stream_alone(tiny_tacotron_compiled, backend):
     """Four streams of different lengths decode together: networks run batches of several rows, and every
-    stream's mel equals its run alone within the backend's tolerance plus BATCHED."""
+    stream's mel equals its run alone within the backend's tolerance plus BATCHED. Static backends run
+    batches of at most 2, the largest batch bucket compiled, on the batch-2 artifacts."""
     alone = ttsstack.load(tiny_tacotron_compiled, backend)
     batched = ttsstack.load(tiny_tacotron_compiled, backend, options=RuntimeOptions(batch=4))
     want = [np.concatenate(list(alone.stream(text))) for text in TEXTS]
@@ -39,6 +40,9 @@ def test_concurrent_streams_run_batched_and_equal_each_stream_alone(tiny_tacotro
         assert g.shape == w.shape, text
         assert tol.passes(np.abs(g - w).max(), np.abs(w).max()), text
     assert isinstance(batched.runners["decoder_step"], BatchingRunner)
+    if backend in ("onnx-static", "neuron"):
+        assert batched.runners["decoder_step"].runner.batch_sizes == [1, 2]
+        assert max(size for sizes in batch_sizes(batched).values() for size in sizes) == 2, batch_sizes(batched)
 
 
 def test_batch_off_leaves_runners_alone(tiny_tacotron_compiled):

@@ -13,11 +13,11 @@ import importlib.metadata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import torch
 
-from ..addon import DimSpec, NetworkSpec
+from ..addon import BATCH, DimSpec, NetworkSpec, batched
 from ..runtime.network import NetworkRunner, sequence_dim
 
 
@@ -32,7 +32,11 @@ PRECISIONS = (FP32, "fp16", "bf16", "int8")
 
 @dataclass(frozen=True)
 class Artifact:
-    """One compiled file: which shapes it accepts (dim name -> size for a static bucket, else None)."""
+    """One compiled file: which shapes it accepts (dim name -> size for a static bucket, else None).
+
+    A static bucket of a ``batch: true`` network compiled for more than one row
+    also holds its batch size under :data:`~ttsstack.addon.BATCH` (``{"T_text": 16, "batch": 4}``).
+    """
 
     path: Path
     bucket: dict[str, int] | None = None
@@ -116,8 +120,15 @@ class Backend(ABC):
         """Why this host cannot run an artifact compiled with these ``details`` (the manifest's), or None."""
         return None
 
-    def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
-        """The shape buckets to compile for: ``[None]`` (one dynamic artifact) unless static."""
+    def buckets(
+        self, spec: NetworkSpec, dims: dict[str, DimSpec], batch_sizes: Sequence[int] = (1,)
+    ) -> list[dict[str, int] | None]:
+        """The shape buckets to compile for: ``[None]`` (one dynamic artifact) unless static.
+
+        ``batch_sizes`` are the addon's batch buckets (``batch.buckets``), which
+        a static backend compiles a ``batch: true`` network at; a dynamic
+        artifact takes any batch.
+        """
         return [None]
 
     @abstractmethod
@@ -190,3 +201,23 @@ def example_inputs(spec: NetworkSpec, sizes: dict[str, int], seed: int = 0) -> d
         else:
             inputs[name] = torch.randint(0, 2, shape, generator=gen, dtype=dtype)
     return inputs
+
+
+def bucket_examples(spec: NetworkSpec, bucket: dict[str, int]) -> dict[str, torch.Tensor]:
+    """:func:`example_inputs` at a static bucket's sizes, with as many rows as its batch size: what a static backend traces."""
+    return batched(example_inputs(spec, bucket), bucket.get(BATCH, 1))
+
+
+def bucket_shapes(spec: NetworkSpec, bucket: dict[str, int] | None) -> dict[str, list[int | str]]:
+    """Every input's and output's shape in ``bucket`` (None: a dynamic artifact), as the manifest records it.
+
+    The bucket's sizes replace its dims, and axis 0 of a ``batch: true``
+    network holds the bucket's batch size (1 unless the bucket says); a dim
+    the bucket does not size keeps its name (``batch`` on a dynamic artifact).
+    """
+    sizes = {BATCH: 1, **bucket} if bucket is not None else {}
+    shapes = {}
+    for name, tensor in {**spec.inputs, **spec.outputs}.items():
+        shape = [BATCH, *tensor.shape[1:]] if spec.batch else tensor.shape
+        shapes[name] = [sizes.get(d, d) if isinstance(d, str) else d for d in shape]
+    return shapes

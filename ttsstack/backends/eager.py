@@ -24,7 +24,7 @@ class EagerBackend(Backend):
     def toolchain(self) -> dict[str, str]:
         return {"torch": torch.__version__}
 
-    def buckets(self, spec, dims):
+    def buckets(self, spec, dims, batch_sizes=(1,)):
         return []  # nothing to compile: the .pt2 is the artifact
 
     def compile(self, program, spec, dims, bucket, out: Path, route=None) -> None:

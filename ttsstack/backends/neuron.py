@@ -38,7 +38,7 @@ import torch
 
 from ..addon import NetworkSpec
 from ..runtime.registry import BACKENDS
-from .base import Artifact, BackendError, ModuleRunner, example_inputs, package_version
+from .base import Artifact, BackendError, ModuleRunner, bucket_examples, package_version
 from .lowering import lower_to_aten
 from .static import StaticBackend
 
@@ -107,7 +107,7 @@ class NeuronBackend(StaticBackend):
 
     def compile(self, program, spec, dims, bucket, out, route=None) -> None:
         workdir = out.parent / f"{out.name}.workdir"
-        args = tuple(example_inputs(spec, bucket).values())
+        args = tuple(bucket_examples(spec, bucket).values())
         try:
             traced = _torch_neuronx().trace(
                 lower_to_aten(program.module()), args, compiler_workdir=str(workdir), compiler_args=list(self.compiler_args)

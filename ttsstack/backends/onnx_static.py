@@ -23,7 +23,7 @@ import torch
 from ..addon import NetworkSpec
 from ..runtime.network import Step
 from ..runtime.registry import BACKENDS
-from .base import Artifact, BackendError, example_inputs
+from .base import Artifact, BackendError, bucket_examples, bucket_shapes
 from .onnx import CUDA, HostArrays, OnnxBackend, OrtRunner, host_array, ort_session, preferred_provider
 from .static import StaticBackend
 
@@ -88,13 +88,8 @@ class CudaGraphRunner:
 
 def _fixed_shapes(spec: NetworkSpec, bucket: dict[str, int]) -> dict[str, list[int]] | None:
     """Every tensor's shape in this bucket, or None when an output's size is not fixed by the bucket."""
-    shapes = {}
-    for name, tensor in {**spec.inputs, **spec.outputs}.items():
-        shape = [bucket.get(d) if isinstance(d, str) else d for d in tensor.shape]
-        if None in shape:
-            return None
-        shapes[name] = shape
-    return shapes
+    shapes = bucket_shapes(spec, bucket)
+    return None if any(isinstance(d, str) for shape in shapes.values() for d in shape) else shapes
 
 
 @BACKENDS.register("onnx-static")
@@ -105,7 +100,7 @@ class OnnxStaticBackend(StaticBackend, OnnxBackend):
     suffix = ".onnx"
 
     def compile(self, program, spec, dims, bucket, out, route=None) -> dict[str, str]:
-        args = tuple(example_inputs(spec, bucket).values())
+        args = tuple(bucket_examples(spec, bucket).values())
         return self.export(torch.export.export(program.module(), args), args, spec, out)
 
     def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact):

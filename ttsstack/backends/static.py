@@ -1,9 +1,10 @@
 """What static-shape backends share: one artifact per bucket, a strict runner, and the compile-time checks.
 
 A static backend compiles each network once per bucket of its sequence dim
-(``dims.<name>.buckets`` in ``addon.yaml``, or ``--buckets`` at compile time).
-At run time :class:`StaticRunner` dispatches a call to the artifact of exactly
-that size and refuses any other; the block variants in
+(``dims.<name>.buckets`` in ``addon.yaml``, or ``--buckets`` at compile time),
+and a ``batch: true`` network once per bucket and batch size (``batch.buckets``,
+or ``--buckets batch=1,4``). At run time :class:`StaticRunner` dispatches a
+call to the artifact of exactly that size and batch, and refuses any other; the block variants in
 :mod:`~ttsstack.backends.static_blocks` choose the smallest fitting bucket,
 pad, fill the mask and crop.
 """
@@ -11,9 +12,11 @@ pad, fill the mask and crop.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Sequence
+
 import torch
 
-from ..addon import DimSpec, NetworkSpec
+from ..addon import BATCH, DimSpec, NetworkSpec
 from ..runtime.network import NetworkRunner, Step, bind_inputs, sequence_dim, time_axis
 from .base import Artifact, Backend, BackendError, NetworkArtifacts
 from .static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticNetworkBlock, StaticPostnet, StaticVocoder
@@ -25,18 +28,23 @@ class StaticRunner:
     ``static_lengths`` maps the sequence dim to the sorted bucket sizes (empty
     for a network without named dims, which has a single fixed-shape artifact),
     and each ``cache`` dim to its one compiled capacity (``cache_sizes``).
+    ``batch_sizes`` are the sorted batch sizes compiled (``[1]`` unless a
+    ``batch: true`` network has batch buckets): a call goes to the artifact of
+    its batch size (axis 0) and length, and
+    :class:`~ttsstack.runtime.batching.BatchingRunner` fills batches up to one of them.
     """
 
     def __init__(
-        self, network: str, backend: str, spec: NetworkSpec, by_size: dict[int | None, NetworkRunner],
+        self, network: str, backend: str, spec: NetworkSpec, by_bucket: dict[tuple[int, int | None], NetworkRunner],
         cache_sizes: dict[str, int] | None = None,
     ):
         self.network = network
         self.backend = backend
         self.spec = spec
         self.dim = sequence_dim(spec)
-        self.by_size = by_size
-        self.static_lengths = {self.dim: sorted(by_size)} if self.dim else {}
+        self.by_bucket = by_bucket
+        self.batch_sizes = sorted({batch for batch, _ in by_bucket})
+        self.static_lengths = {self.dim: sorted({length for _, length in by_bucket})} if self.dim else {}
         self.static_lengths.update({d: [size] for d, size in (cache_sizes or {}).items()})
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -46,25 +54,53 @@ class StaticRunner:
         """The artifact of the ``fixed`` inputs' bucket with them bound (:func:`bind_inputs`): one dispatch per binding."""
         return bind_inputs(self._artifact_for(fixed), fixed)
 
+    def _where(self) -> str:
+        return f"network '{self.network}' on backend '{self.backend}'"
+
     def _artifact_for(self, inputs: dict[str, torch.Tensor]) -> NetworkRunner:
-        """The artifact of the bucket the inputs' size along the sequence dim names; raises for a size that is no bucket."""
+        """The artifact of the bucket the inputs' batch size and size along the sequence dim name; raises for
+        sizes that are no bucket."""
+        bucket = self._batch_of(inputs), self._length_of(inputs)
+        runner = self.by_bucket.get(bucket)
+        if runner is None:  # a compile that failed for some buckets
+            compiled = ", ".join(self._bucket_name(*b) for b in sorted(self.by_bucket))
+            raise BackendError(f"{self._where()}: no artifact for {self._bucket_name(*bucket)}; compiled: {compiled}")
+        return runner
+
+    def _bucket_name(self, batch: int, length: int | None) -> str:
+        return f"batch {batch}" + (f" {self.dim}={length}" if self.dim else "")
+
+    def _batch_of(self, inputs: dict[str, torch.Tensor]) -> int:
+        """The call's batch size (axis 0 of a ``batch: true`` network's inputs, else 1); raises for one not compiled."""
+        if not self.spec.batch or not inputs:
+            return 1
+        name, tensor = next(iter(inputs.items()))
+        batch = tensor.shape[0]
+        if batch not in self.batch_sizes:
+            raise BackendError(
+                f"{self._where()}: input '{name}' has batch {batch}, but the compiled artifacts take only batch "
+                f"sizes {self.batch_sizes} (static shapes: compile more with the addon's batch.buckets or "
+                f"--buckets batch=1,N,...)"
+            )
+        return batch
+
+    def _length_of(self, inputs: dict[str, torch.Tensor]) -> int | None:
+        """The call's size along the sequence dim (None for a network without one); raises for one that is no bucket."""
         if not self.dim:
-            return self.by_size[None]
+            return None
         for name, tensor in self.spec.inputs.items():
             axis = next((a for a, d in tensor.named_dims if d == self.dim), None)
             if axis is not None and name in inputs:
                 size = inputs[name].shape[axis]
-                runner = self.by_size.get(size)
-                if runner is None:
+                if size not in self.static_lengths[self.dim]:
                     raise BackendError(
-                        f"network '{self.network}' on backend '{self.backend}': input '{name}' has {self.dim}={size}, "
-                        f"but the compiled artifacts accept only {self.dim} in {self.static_lengths[self.dim]} "
-                        f"(static shapes: pad with the backend's block variants)"
+                        f"{self._where()}: input '{name}' has {self.dim}={size}, but the compiled artifacts accept "
+                        f"only {self.dim} in {self.static_lengths[self.dim]} (static shapes: pad with the backend's "
+                        f"block variants)"
                     )
-                return runner
+                return size
         raise BackendError(
-            f"network '{self.network}' on backend '{self.backend}': none of the inputs {', '.join(inputs)} "
-            f"is along {self.dim}, so no bucket can be chosen"
+            f"{self._where()}: none of the inputs {', '.join(inputs)} is along {self.dim}, so no bucket can be chosen"
         )
 
 
@@ -80,8 +116,16 @@ class StaticBackend(Backend):
         "Vocoder": StaticVocoder,
     }
 
-    def buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int] | None]:
-        """One bucket per size of the network's sequence dim; raises when padding could not be exact.
+    def buckets(
+        self, spec: NetworkSpec, dims: dict[str, DimSpec], batch_sizes: Sequence[int] = (1,)
+    ) -> list[dict[str, int] | None]:
+        """One bucket per size of the network's sequence dim (per batch size of a ``batch: true`` network);
+        raises when padding could not be exact.
+
+        A ``batch: true`` network gets every length bucket at every one of
+        ``batch_sizes`` (the addon's ``batch.buckets``), compiled like length
+        buckets; a bucket of more than one row says so under :data:`~ttsstack.addon.BATCH`
+        (``{"T_text": 16, "batch": 4}``), one of a single row keeps the name and cache key it had before.
 
         A network is refused when it has several named dims, when its dim has
         no buckets, when padding could change its outputs (context above 0 or
@@ -90,6 +134,13 @@ class StaticBackend(Backend):
         ``cache`` dim is not bucketed: every artifact holds its largest bucket
         (else its ``max``) of slots, the fixed-size cache of :class:`~ttsstack.addon.StateSpec`.
         """
+        lengths = self._length_buckets(spec, dims)
+        if not spec.batch:
+            return lengths
+        return [{**bucket, BATCH: batch} if batch > 1 else bucket for batch in batch_sizes for bucket in lengths]
+
+    def _length_buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int]]:
+        """The buckets of the sequence dim (and the cache dims' capacity), checked as :meth:`buckets` says."""
         caches = {d: (dims[d].buckets or [dims[d].max])[-1] for d in spec.cache_dims}
         named = sorted({d for t in spec.inputs.values() for _, d in t.named_dims} - set(caches))
         if not named:
@@ -132,12 +183,12 @@ class StaticBackend(Backend):
 
     def load(self, network: NetworkArtifacts) -> StaticRunner:
         dim = sequence_dim(network.spec)
-        by_size, cache_sizes = {}, {}
+        by_bucket, cache_sizes = {}, {}
         for artifact in network.artifacts:
             bucket = artifact.bucket or {}
-            by_size[bucket.get(dim)] = self.load_artifact(network.name, network.spec, artifact)
+            by_bucket[bucket.get(BATCH, 1), bucket.get(dim)] = self.load_artifact(network.name, network.spec, artifact)
             cache_sizes.update({d: bucket[d] for d in network.spec.cache_dims if d in bucket})
-        return StaticRunner(network.name, self.name, network.spec, by_size, cache_sizes)
+        return StaticRunner(network.name, self.name, network.spec, by_bucket, cache_sizes)
 
     @abstractmethod
     def load_artifact(self, network: str, spec: NetworkSpec, artifact: Artifact) -> NetworkRunner:

@@ -31,8 +31,8 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from ..addon import ADDON_FILE, Addon, AddonSpec, load_addon, parse_spec
-from ..backends.base import FP32, Artifact, Backend, BackendError, ModuleRunner, NetworkArtifacts
+from ..addon import ADDON_FILE, BATCH, Addon, AddonSpec, load_addon, parse_spec
+from ..backends.base import FP32, Artifact, Backend, BackendError, ModuleRunner, NetworkArtifacts, bucket_shapes
 from ..runtime.builder import plan_stack
 from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
@@ -83,13 +83,25 @@ def resolve_backends(names: list[str], precision: str = FP32) -> list[Backend]:
 
 
 def with_buckets(spec: AddonSpec, buckets: dict[str, list[int]] | None) -> AddonSpec:
-    """The spec with ``dims.<name>.buckets`` replaced (``--buckets`` on the command line)."""
+    """The spec with ``dims.<name>.buckets`` replaced (``--buckets`` on the command line).
+
+    ``batch`` replaces the batch buckets (``batch.buckets``) that static
+    backends compile ``batch: true`` networks at; they must start with 1 and
+    stay within ``batch.max``.
+    """
     if not buckets:
         return spec
     data = spec.to_dict()
+    batches = any(net.batch for net in spec.networks.values())
     for dim, sizes in buckets.items():
+        if dim == BATCH and dim not in data["dims"]:
+            if not batches:
+                raise ValueError(f"--buckets {BATCH}: addon '{spec.name}' has no `batch: true` network, so no batch axis to bucket")
+            data[BATCH] = {"max": spec.batch_dim.max, "buckets": sorted(sizes)}
+            continue
         if dim not in data["dims"]:
-            raise ValueError(f"--buckets: unknown dim '{dim}'; known: {', '.join(sorted(data['dims']))}")
+            known = sorted(data["dims"]) + ([BATCH] if batches else [])
+            raise ValueError(f"--buckets: unknown dim '{dim}'; known: {', '.join(known)}")
         data["dims"][dim]["buckets"] = sorted(sizes)
     return parse_spec(data, "--buckets")
 
@@ -178,20 +190,13 @@ def _compile_job(
     raise BackendError(f"no route of backend '{backend.name}' compiles network '{net}':\n  " + "\n  ".join(failures))
 
 
-def _shapes(spec, bucket) -> dict[str, list[int | str]]:
-    return {
-        name: [bucket.get(d, d) if bucket and isinstance(d, str) else d for d in t.shape]
-        for name, t in {**spec.inputs, **spec.outputs}.items()
-    }
-
-
 def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> list[tuple[str, Backend, dict | None]]:
     """Every (network, backend, bucket) to compile; a network a backend refuses is a failed job."""
     jobs = []
     for backend in targets:
         for net in spec.networks:
             try:
-                buckets = backend.buckets(spec.networks[net], spec.dims)
+                buckets = backend.buckets(spec.networks[net], spec.dims, spec.batch_dim.buckets or [1])
             except BackendError as exc:
                 report.failed[f"{net} [{backend.name}]"] = str(exc)
                 continue
@@ -289,7 +294,7 @@ def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: 
                 file=rel,
                 sha256=sha,
                 bucket=bucket,
-                shapes=_shapes(net_spec, bucket),
+                shapes=bucket_shapes(net_spec, bucket),
                 toolchain=toolchain,
                 key=key,
                 details=details,

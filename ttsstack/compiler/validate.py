@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..addon import DimSpec, NetworkSpec
+from ..addon import BATCH, DimSpec, NetworkSpec
 from ..backends.base import example_inputs
 from ..runtime.batching import join_calls, padded_dim, split_outputs
 from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, with_length_inputs
@@ -72,20 +72,22 @@ def check_declared_outputs(network: str, reference, dims: dict[str, DimSpec]) ->
         raise DeclaredShapeError("the program does not return what addon.yaml declares:\n    " + "\n    ".join(dict.fromkeys(problems)))
 
 
-def batched_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict[str, DimSpec], rows: int | None = None):
+def batched_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict[str, DimSpec], bucket: dict[str, int] | None = None):
     """Two calls run as one batch the way the runtime batches streams, each row with the reference's run of it alone.
 
     The second call is shorter along the network's :func:`~ttsstack.runtime.batching.padded_dim`
-    (about two thirds), so its row is padded and its mask says so. ``rows``
-    fills the batch to a static artifact's batch size. Returns
-    ``(sizes, got, want)`` per row, as :func:`validate_runner` compares them.
+    (about two thirds), so its row is padded and its mask says so. For a
+    static ``bucket`` the first call has the bucket's length and the rows are
+    filled up to its batch size (:data:`~ttsstack.addon.BATCH`), as the runtime
+    fills them; without one the first call is the longer validation length.
+    Returns ``(sizes, got, want)`` per call, as :func:`validate_runner` compares them.
     """
-    (sizes,) = validation_sizes(spec, dims, None)[1:]
+    sizes = validation_sizes(spec, dims, bucket)[-1]
     dim = padded_dim(spec)
     shorter = {**sizes, dim: padded_length(sizes[dim])} if dim else sizes
     calls = [example_inputs(spec, sizes, seed=4), example_inputs(spec, shorter, seed=5)]
     with torch.inference_mode():
-        joined, lengths = join_calls(spec, calls, rows)
+        joined, lengths = join_calls(spec, calls, (bucket or {}).get(BATCH))
         got = split_outputs(spec, runner(joined), lengths)
         want = [reference(call) for call in calls]
     return [({"batch row": row, **(sizes if row == 0 else shorter)}, got[row], want[row]) for row in range(2)]
@@ -169,6 +171,19 @@ def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, bucket: dic
     return {dim: valid, f"padded to {dim}": size}, cropped, want
 
 
+def _single_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict[str, DimSpec], bucket):
+    """Runs of one call each: at the validation sizes, and padded to a static bucket (:func:`_padded_run`)."""
+    runs = []
+    for sizes in validation_sizes(spec, dims, bucket):
+        inputs = example_inputs(spec, sizes, seed=1)
+        with torch.inference_mode():
+            runs.append((sizes, runner(inputs), reference(inputs)))
+    dim = sequence_dim(spec)
+    if bucket and dim in bucket and bucket[dim] > 1:
+        runs.append(_padded_run(spec, runner, reference, bucket, dim))
+    return runs
+
+
 def validate_runner(
     network: str, backend: str, reference, runner: NetworkRunner, dims: dict[str, DimSpec], bucket, tol: Tolerance
 ) -> None:
@@ -178,20 +193,17 @@ def validate_runner(
     thirds of its bucket, zero-padded, with the ``mask``/``lengths`` inputs
     saying so, against the unpadded reference run. A dynamic artifact of a
     ``batch: true`` network also runs two calls as one batch
-    (:func:`batched_runs`), within the backend's tolerance plus ``BATCHED``.
+    (:func:`batched_runs`), within the backend's tolerance plus ``BATCHED``;
+    a static artifact of a batch bucket runs only such a batch, one call of
+    the bucket's length and one shorter, padded, the rows filled to its batch size.
     """
     spec = runner.spec
-    runs = []
-    for sizes in validation_sizes(spec, dims, bucket):
-        inputs = example_inputs(spec, sizes, seed=1)
-        with torch.inference_mode():
-            runs.append((sizes, runner(inputs), reference(inputs)))
-    dim = sequence_dim(spec)
-    if bucket and dim in bucket and bucket[dim] > 1:
-        runs.append(_padded_run(spec, runner, reference, bucket, dim))
-    checks = [(run, tol) for run in runs]
-    if spec.batch and bucket is None:
-        checks += [(run, tol.plus(BATCHED)) for run in batched_runs(spec, runner, reference, dims)]
+    if (bucket or {}).get(BATCH, 1) > 1:  # a static artifact of several rows runs batches only
+        checks = [(run, tol.plus(BATCHED)) for run in batched_runs(spec, runner, reference, dims, bucket)]
+    else:
+        checks = [(run, tol) for run in _single_runs(spec, runner, reference, dims, bucket)]
+        if spec.batch and bucket is None:
+            checks += [(run, tol.plus(BATCHED)) for run in batched_runs(spec, runner, reference, dims)]
     mismatches = [
         mismatch
         for (sizes, got, want), limit in checks

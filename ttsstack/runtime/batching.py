@@ -209,9 +209,15 @@ def batching_runners(
 ) -> dict[str, NetworkRunner]:
     """``runners`` with every ``batch: true`` network's behind a :class:`BatchingRunner` (unchanged when ``max_batch`` is 1).
 
-    A batch holds at most ``max_batch`` calls and the addon's ``batch.max`` (``addon_max``).
+    A batch holds at most ``max_batch`` calls and the addon's ``batch.max``
+    (``addon_max``). A static runner compiled for batch 1 only (its
+    ``batch_sizes`` are ``[1]``) stays as it is: it has no batch to fill.
     """
     size = min(max_batch, addon_max)
     if size <= 1:
         return dict(runners)
-    return {name: BatchingRunner(runner, size, wait_s) if runner.spec.batch else runner for name, runner in runners.items()}
+
+    def batches(runner: NetworkRunner) -> bool:
+        return runner.spec.batch and (getattr(runner, "batch_sizes", None) or [size])[-1] > 1
+
+    return {name: BatchingRunner(runner, size, wait_s) if batches(runner) else runner for name, runner in runners.items()}
