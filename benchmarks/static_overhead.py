@@ -112,15 +112,15 @@ class _CountingRunner:
 def recording(voice) -> Iterator[Recording]:
     """Record every padded request and bucket call of a static ``voice`` inside the block; restores on exit.
 
-    Each bucket's runner (``StaticRunner.by_size``) is wrapped to count calls,
+    Each bucket's runner (``StaticRunner.by_bucket``) is wrapped to count calls,
     and ``static_blocks.run_in_buckets`` to see the unpadded requests.
     """
     record, saved = Recording(), []
     for name, runner in voice.runners.items():
         if isinstance(runner, StaticRunner) and runner.dim is not None:
-            for size, inner in runner.by_size.items():
-                saved.append((runner.by_size, size, inner))
-                runner.by_size[size] = _CountingRunner(inner, name, runner.spec, size, record.calls)
+            for key, inner in runner.by_bucket.items():
+                saved.append((runner.by_bucket, key, inner))
+                runner.by_bucket[key] = _CountingRunner(inner, name, runner.spec, key[1], record.calls)
     original = static_blocks.run_in_buckets
 
     def run_in_buckets(runner, inputs, label):
@@ -132,8 +132,8 @@ def recording(voice) -> Iterator[Recording]:
         yield record
     finally:
         static_blocks.run_in_buckets = original
-        for by_size, size, inner in saved:
-            by_size[size] = inner
+        for by_bucket, key, inner in saved:
+            by_bucket[key] = inner
 
 
 def bucket_calls(length: int, sizes: list[int], context: int, bounded: bool) -> list[tuple[int, int]] | None:

@@ -57,6 +57,16 @@ def test_saved_artifact_refuses_other_shapes_after_load(tiny_compiled):
         module(torch.zeros(1, 17, dtype=torch.int64), torch.ones(1, 17))
 
 
+def test_a_batch_artifact_takes_only_its_traced_batch(tiny_tacotron_compiled):
+    """A trace at batch 2 runs batch 2 and refuses batch 1, as a Neuron-compiled model's fixed shapes do."""
+    entry = next(a for a in read_manifest(tiny_tacotron_compiled).for_backend("neuron")
+                 if a.network == "postnet" and a.bucket == {"T_frames": 32, "batch": 2})
+    module = torch.jit.load(str(tiny_tacotron_compiled / entry.file))
+    assert module(torch.zeros(2, 32, 8), torch.ones(2, 32)).shape == (2, 32, 8)
+    with pytest.raises(torch.jit.Error, match=r"traced for \[2, 32, 8\]" if not REAL_NEURON else ""):
+        module(torch.zeros(1, 32, 8), torch.ones(1, 32))
+
+
 def test_trace_failure_names_the_kept_workdir(tiny_addon, tmp_path, monkeypatch):
     import torch_neuronx
 

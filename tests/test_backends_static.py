@@ -16,6 +16,7 @@ from ttsstack.backends import BackendError
 from ttsstack.runtime import RuntimeOptions
 from ttsstack.backends.base import example_inputs
 from ttsstack.backends.onnx_static import OnnxStaticBackend
+from ttsstack.cli import main
 from ttsstack.backends.static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticPostnet, fit_chunk
 from ttsstack.compiler import CompileError, compile_addon, read_manifest
 from ttsstack.runtime.builder import BuildContext
@@ -24,6 +25,7 @@ from ttsstack.runtime.registry import BACKENDS
 from ttsstack.tolerances import for_backend
 
 from .tiny_addon import SYMBOLS, build_global_addon, tiny_spec
+from .tiny_tacotron import tiny_tacotron_spec
 
 STATIC = ["onnx-static", "neuron"]
 # tiny buckets: T_text [16, 32], T_frames [32, 64]; one under, at and over each, and past the largest
@@ -121,6 +123,45 @@ def test_buckets_override_drives_the_static_artifacts(tiny_addon, tmp_path):
     assert load_addon(out).spec.dims["T_text"].buckets == [8, 24, 48]
     voice = ttsstack.load(out, backend="neuron")
     assert voice.runners["duration_encoder"].static_lengths == {"T_text": [8, 24, 48]}
+
+
+def test_batch_network_gets_every_length_bucket_at_every_batch_size():
+    """Batch buckets multiply a `batch: true` network's length buckets; batch 1 keeps its plain bucket."""
+    spec = parse_spec(tiny_tacotron_spec())
+    assert OnnxStaticBackend().buckets(spec.networks["postnet"], spec.dims, [1, 4]) == [
+        {"T_frames": 32}, {"T_frames": 64}, {"T_frames": 32, "batch": 4}, {"T_frames": 64, "batch": 4}]
+    plain = parse_spec(tiny_spec())
+    assert OnnxStaticBackend().buckets(plain.networks["duration_encoder"], plain.dims, [1, 4]) == [{"T_text": 16}, {"T_text": 32}]
+
+
+@pytest.mark.parametrize("backend", STATIC)
+def test_a_call_of_an_uncompiled_batch_size_is_refused(tiny_tacotron_compiled, backend):
+    """The tiny Tacotron's static artifacts take batch 1 and 2: a batch of 2 runs, one of 3 is refused by name."""
+    runner = ttsstack.load(tiny_tacotron_compiled, backend, warmup=False).runners["postnet"]
+    assert runner.batch_sizes == [1, 2]
+    assert runner({"frames": torch.zeros(2, 32, 8), "frames_mask": torch.ones(2, 32)})["mel"].shape == (2, 32, 8)
+    with pytest.raises(BackendError, match=rf"network 'postnet' on backend '{backend}': input 'frames' has batch 3, "
+                                           r"but the compiled artifacts take only batch sizes \[1, 2\].*--buckets batch="):
+        runner({"frames": torch.zeros(3, 32, 8), "frames_mask": torch.ones(3, 32)})
+
+
+def test_batch_buckets_override_drives_the_static_artifacts(tiny_tacotron, tmp_path, capsys):
+    """`--buckets batch=1,3` compiles each length bucket at batch 1 and 3; the manifest and inspect show them."""
+    out = tmp_path / "out"
+    compile_addon(tiny_tacotron, out, ["neuron"], buckets={"batch": [1, 3], "T_text": [16], "T_frames": [32]}, progress=False)
+    entries = {(a.network, a.bucket.get("batch", 1)): a for a in read_manifest(out).for_backend("neuron")}
+    assert sorted(entries) == [(net, batch) for net in ("decoder_step", "encoder", "postnet") for batch in (1, 3)]
+    assert entries["postnet", 3].bucket == {"T_frames": 32, "batch": 3}
+    assert entries["postnet", 3].file == "artifacts/neuron/postnet.T_frames32.batch3.neuron.pt"
+    assert entries["postnet", 3].shapes == {"frames": [3, 32, 8], "frames_mask": [3, 32], "mel": [3, 32, 8]}
+    assert entries["postnet", 1].shapes["frames"] == [1, 32, 8]
+    assert load_addon(out).spec.batch_dim.buckets == [1, 3]
+    assert ttsstack.load(out, "neuron", warmup=False).runners["decoder_step"].batch_sizes == [1, 3]
+    assert main(["inspect", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "  batch (axis 0 of batch networks): max 8, buckets [1, 3]" in printed
+    assert "postnet [postnet, context 2, batch]" in printed
+    assert "{'T_frames': 32, 'batch': 3} fp32 artifacts/neuron/postnet.T_frames32.batch3.neuron.pt" in printed
 
 
 def _unpaddable(**network):

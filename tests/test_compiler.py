@@ -95,3 +95,19 @@ def test_failed_job_names_network_and_backend_and_keeps_the_rest(tiny_addon, tmp
     assert {(a.network, a.backend) for a in manifest.artifacts if a.backend == "test-flaky"} == {
         ("text_encoder", "test-flaky"), ("duration_encoder", "test-flaky")}
     assert len(manifest.for_backend("cpu")) == 3
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("batch=2,4", "--buckets: batch.buckets: must start with 1 (a lone stream runs at batch 1), got [2, 4]"),
+    ("batch=1,16", "--buckets: invalid addon config:\n  batch: buckets: largest bucket 16 exceeds max 8"),
+])
+def test_bad_batch_buckets_are_refused_before_any_work(tiny_tacotron, tmp_path, capsys, flag, message):
+    out = tmp_path / "out"
+    assert main(["compile", str(tiny_tacotron), "-o", str(out), "--backend", "neuron", "--buckets", flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_batch_buckets_need_a_batch_network(tiny_addon, tmp_path):
+    with pytest.raises(ValueError, match=r"--buckets batch: addon 'tiny' has no `batch: true` network"):
+        compile_addon(tiny_addon, tmp_path / "out", ["neuron"], buckets={"batch": [1, 2]}, progress=False)

@@ -14,7 +14,7 @@ import ttsstack
 from ttsstack.addon import AddonError, NetworkSpec, TensorSpec, parse_spec
 from ttsstack.backends.base import ModuleRunner
 from ttsstack.compiler import CompileError, compile_addon
-from ttsstack.compiler.validate import BatchRowsError, check_batch_rows
+from ttsstack.compiler.validate import BatchRowsError, ValidationFailure, check_batch_rows, validate_runner
 from ttsstack.runtime.batching import BatchingRunner, call_key, join_calls, split_outputs
 from ttsstack.runtime.builder import RuntimeOptions
 from ttsstack.tolerances import BATCHED, for_backend
@@ -132,7 +132,7 @@ def test_batch_network_declares_one_at_axis_zero():
 
 
 def test_batch_needs_format_2():
-    with pytest.raises(AddonError, match=r"networks.encoder.batch: needs `format: 2`"):
+    with pytest.raises(AddonError, match=r": batch: needs `format: 2`.*\(also: networks.encoder.batch, "):
         parse_spec(tiny_tacotron_spec(format=1))
 
 
@@ -179,3 +179,48 @@ def test_a_batch_network_whose_rows_see_their_padding_is_refused():
     with pytest.raises(BatchRowsError, match=r"networks.postnet.batch: true, but a row of a batch differs"):
         check_batch_rows("postnet", ModuleRunner(spec.networks["postnet"], _IgnoresMask()), spec.dims)
     check_batch_rows("postnet", ModuleRunner(spec.networks["postnet"], tiny_tacotron_modules(3.0)["postnet"]), spec.dims)
+
+
+class _MixesRows(nn.Module):
+    """The tiny postnet pulled toward the batch's mean row: exact at batch 1, rows leak into each other at 2."""
+
+    def __init__(self, postnet: nn.Module):
+        super().__init__()
+        self.postnet = postnet
+
+    def forward(self, frames, frames_mask):
+        return self.postnet(frames, frames_mask) + 0.1 * (frames.mean(dim=0, keepdim=True) - frames)
+
+
+class _Recording(ModuleRunner):
+    """A module runner that records the shape of every ``frames`` input it runs."""
+
+    def __init__(self, spec, module, seen: list):
+        super().__init__(spec, module)
+        self.seen = seen
+
+    def __call__(self, inputs):
+        self.seen.append(tuple(inputs["frames"].shape))
+        return super().__call__(inputs)
+
+
+def test_a_static_batch_bucket_is_validated_on_rows_of_different_lengths():
+    """A batch-3 bucket's artifact runs a full-length call and a shorter padded one, filled to 3 rows; a
+    program whose rows leak passes at batch 1 and fails there, the shorter row named."""
+    spec = parse_spec(tiny_tacotron_spec())
+    net, postnet = spec.networks["postnet"], tiny_tacotron_modules(3.0)["postnet"]
+    reference, tol = ModuleRunner(net, postnet), for_backend("onnx-static")
+    seen: list = []
+    validate_runner("postnet", "onnx-static", reference, _Recording(net, postnet, seen), spec.dims, {"T_frames": 32, "batch": 3}, tol)
+    assert seen == [(3, 32, 8)]
+    leaky = ModuleRunner(net, _MixesRows(postnet))
+    validate_runner("postnet", "onnx-static", reference, leaky, spec.dims, {"T_frames": 32}, tol)
+    with pytest.raises(ValidationFailure, match=r"mel at \{'batch row': 1, 'T_frames': 21\}: max abs error"):
+        validate_runner("postnet", "onnx-static", reference, leaky, spec.dims, {"T_frames": 32, "batch": 3}, tol)
+
+
+def test_no_dim_is_named_batch_beside_batch_networks():
+    spec = tiny_tacotron_spec()
+    spec["dims"]["batch"] = {"max": 4}
+    with pytest.raises(AddonError, match=r"dims.batch: `batch` names the batch axis of `batch: true` networks"):
+        parse_spec(spec)
