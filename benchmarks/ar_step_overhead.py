@@ -46,7 +46,6 @@ from ttsstack.backends.static import StaticRunner
 from ttsstack.runtime import Voice
 from ttsstack.runtime.blocks.autoregressive import AutoregressiveDecoder, DecoderCapWarning
 from ttsstack.runtime.blocks.containers import StreamablePipeline
-from ttsstack.runtime.network import step_length
 from ttsstack.runtime.registry import BACKENDS
 
 from common import ListFlag, add_output_flags, add_timing_flags, output_dir, parser_for
@@ -80,7 +79,7 @@ def bare_network(runner, inputs: dict[str, torch.Tensor]):
     The TorchScript module (cpu, eager, neuron) or the ORT session (onnx backends), of the inputs' bucket on static ones.
     """
     if isinstance(runner, StaticRunner):
-        runner = runner.by_size[step_length(runner.spec, inputs) if runner.dim else None]
+        runner = runner.artifact_for(inputs)
     if isinstance(runner, ModuleRunner):
         args = tuple(inputs[n] for n in runner.input_names)
         return lambda: runner.module(*args)

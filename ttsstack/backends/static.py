@@ -48,16 +48,16 @@ class StaticRunner:
         self.static_lengths.update({d: [size] for d, size in (cache_sizes or {}).items()})
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self._artifact_for(inputs)(inputs)
+        return self.artifact_for(inputs)(inputs)
 
     def bind(self, fixed: dict[str, torch.Tensor]) -> Step:
         """The artifact of the ``fixed`` inputs' bucket with them bound (:func:`bind_inputs`): one dispatch per binding."""
-        return bind_inputs(self._artifact_for(fixed), fixed)
+        return bind_inputs(self.artifact_for(fixed), fixed)
 
     def _where(self) -> str:
         return f"network '{self.network}' on backend '{self.backend}'"
 
-    def _artifact_for(self, inputs: dict[str, torch.Tensor]) -> NetworkRunner:
+    def artifact_for(self, inputs: dict[str, torch.Tensor]) -> NetworkRunner:
         """The artifact of the bucket the inputs' batch size and size along the sequence dim name; raises for
         sizes that are no bucket."""
         bucket = self._batch_of(inputs), self._length_of(inputs)
