@@ -4,9 +4,9 @@ A static backend compiles each network once per bucket of its sequence dim
 (``dims.<name>.buckets`` in ``addon.yaml``, or ``--buckets`` at compile time),
 and a ``batch: true`` network once per bucket and batch size (``batch.buckets``,
 or ``--buckets batch=1,4``). At run time :class:`StaticRunner` dispatches a
-call to the artifact of exactly that size and batch, and refuses any other; the block variants in
-:mod:`~ttsstack.backends.static_blocks` choose the smallest fitting bucket,
-pad, fill the mask and crop.
+call to the artifact of exactly that size and batch, and refuses any other;
+the block variants in :mod:`~ttsstack.backends.static_blocks` choose the
+smallest fitting bucket, pad, fill the mask and crop.
 """
 
 from __future__ import annotations
