@@ -13,9 +13,10 @@ from torch import nn
 import ttsstack
 from ttsstack.addon import AddonError, NetworkSpec, TensorSpec, parse_spec
 from ttsstack.backends.base import ModuleRunner
+from ttsstack.backends.static import StaticRunner
 from ttsstack.compiler import CompileError, compile_addon
 from ttsstack.compiler.validate import BatchRowsError, ValidationFailure, check_batch_rows, validate_runner
-from ttsstack.runtime.batching import BatchingRunner, call_key, join_calls, split_outputs
+from ttsstack.runtime.batching import BatchingRunner, batching_runners, call_key, join_calls, split_outputs
 from ttsstack.runtime.builder import RuntimeOptions
 from ttsstack.tolerances import BATCHED, for_backend
 
@@ -48,6 +49,17 @@ def test_concurrent_streams_run_batched_and_equal_each_stream_alone(tiny_tacotro
 def test_batch_off_leaves_runners_alone(tiny_tacotron_compiled):
     voice = ttsstack.load(tiny_tacotron_compiled, "cpu", warmup=False)
     assert not any(isinstance(runner, BatchingRunner) for runner in voice.runners.values())
+
+
+def test_a_static_runner_of_batch_one_only_is_not_batched():
+    """Artifacts compiled at batch 1 only leave nothing to fill: the runner stays as it is; with batch 2 it is batched."""
+    spec = parse_spec(tiny_tacotron_spec()).networks["postnet"]
+    postnet = ModuleRunner(spec, tiny_tacotron_modules(3.0)["postnet"])
+    single = StaticRunner("postnet", "onnx-static", spec, {(1, 32): postnet})
+    double = StaticRunner("postnet", "onnx-static", spec, {(1, 32): postnet, (2, 32): postnet})
+    runners = batching_runners({"single": single, "double": double}, max_batch=4, addon_max=8, wait_s=0.002)
+    assert runners["single"] is single and single.batch_sizes == [1]
+    assert isinstance(runners["double"], BatchingRunner) and runners["double"].max_batch == 2
 
 
 def test_join_pads_the_shorter_call_and_split_crops_it_back():
