@@ -135,9 +135,8 @@ def run_recurrent(
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(0 if module.batch_first else 1)
-    batch = x.shape[0 if module.batch_first else 1]
     if hx is None:
-        zeros = x.new_zeros(module.num_layers * (2 if module.bidirectional else 1), batch, module.hidden_size)
+        zeros = _zero_states(x, module.num_layers * (2 if module.bidirectional else 1), module.hidden_size, module.batch_first)
         states = [zeros, zeros] if is_lstm else [zeros]
     else:
         states = list(hx) if is_lstm else [hx]
@@ -156,6 +155,18 @@ def run_recurrent(
         out = out.squeeze(0 if module.batch_first else 1)
         new = [h.squeeze(1) for h in new]
     return (out, tuple(new)) if is_lstm else (out, new[0])
+
+
+def _zero_states(x: Tensor, layers: int, hidden: int, batch_first: bool) -> Tensor:
+    """Zero initial states ``[layers, batch, hidden]`` for ``x``, their batch size taken from ``x`` as a tensor.
+
+    ``x.new_zeros(layers, batch, hidden)`` would put the batch size in the
+    exported graph as an int, which a TorchScript trace records as a
+    constant: a batch network traced at 2 rows would then take only 2. A
+    zero column of ``x`` expanded to the states' shape keeps it dynamic.
+    """
+    column = torch.zeros_like(x.select(1 if batch_first else 0, 0)[:, :1])  # [batch, 1]
+    return column.unsqueeze(0).expand(layers, -1, hidden).contiguous()
 
 
 def _stand_in(module: nn.LSTM | nn.GRU):

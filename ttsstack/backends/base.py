@@ -203,6 +203,18 @@ def example_inputs(spec: NetworkSpec, sizes: dict[str, int], seed: int = 0) -> d
     return inputs
 
 
+TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the graph
+TRACE_BATCH = 2  # rows a batch network is traced with: a trace of 1 row may record the batch size as a constant
+
+
+def trace_examples(spec: NetworkSpec, dims: dict[str, DimSpec]) -> dict[str, torch.Tensor]:
+    """What a dynamic backend traces or exports a network with: every named dim at :data:`TRACE_LENGTH`
+    (or its max), and :data:`TRACE_BATCH` rows for a ``batch: true`` network."""
+    sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
+    examples = example_inputs(spec, sizes)
+    return batched(examples, TRACE_BATCH) if spec.batch else examples
+
+
 def bucket_examples(spec: NetworkSpec, bucket: dict[str, int]) -> dict[str, torch.Tensor]:
     """:func:`example_inputs` at a static bucket's sizes, with as many rows as its batch size: what a static backend traces."""
     return batched(example_inputs(spec, bucket), bucket.get(BATCH, 1))

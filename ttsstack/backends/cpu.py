@@ -43,11 +43,10 @@ from pathlib import Path
 import torch
 
 from ..runtime.registry import BACKENDS
-from .base import FP32, Backend, BackendError, ModuleRunner, NetworkArtifacts, example_inputs
+from .base import FP32, Backend, BackendError, ModuleRunner, NetworkArtifacts, trace_examples
 from .lowering import lower_to_aten
 from .torch_precision import CAST_DTYPES, cast_graph, quantize_graph
 
-TRACE_LENGTH = 23  # an odd size unlikely to coincide with a constant in the graph
 TORCHSCRIPT = "torchscript"
 AOTINDUCTOR = "aotinductor"
 # Portable x86-64 levels for the vector ISA inductor picks: the artifact runs on any CPU of that level.
@@ -110,8 +109,7 @@ class CpuBackend(Backend):
             if self.precision != FP32:
                 raise BackendError(f"the {AOTINDUCTOR} route compiles fp32 only, not {self.precision}")
             return self._compile_aoti(program, out)
-        sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
-        args = tuple(example_inputs(spec, sizes).values())
+        args = tuple(trace_examples(spec, dims).values())
         module, details = self._at_precision(lower_to_aten(program.module()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -40,8 +40,7 @@ import torch
 from ..addon import NetworkSpec
 from ..runtime.network import Step
 from ..runtime.registry import BACKENDS
-from .base import FP32, Backend, BackendError, NetworkArtifacts, example_inputs
-from .cpu import TRACE_LENGTH
+from .base import FP32, Backend, BackendError, NetworkArtifacts, trace_examples
 from .onnx_precision import lower_precision
 
 log = logging.getLogger(__name__)
@@ -318,8 +317,7 @@ class OnnxBackend(Backend):
         return f"ONNX Runtime {provider}" + (" with I/O binding" if provider == CUDA else "")
 
     def compile(self, program, spec, dims, bucket, out: Path, route=None) -> dict[str, str]:
-        sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
-        return self.export(program, tuple(example_inputs(spec, sizes).values()), spec, out)
+        return self.export(program, tuple(trace_examples(spec, dims).values()), spec, out)
 
     def load(self, network: NetworkArtifacts) -> OrtRunner:
         (artifact,) = network.artifacts

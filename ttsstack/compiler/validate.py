@@ -13,6 +13,7 @@ from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, with_leng
 from ..tolerances import BATCHED, Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
+VALIDATION_BATCH = 3  # rows a dynamic batch artifact is checked at: neither 1 nor the trace's 2 (TRACE_BATCH)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def batched_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict
     (about two thirds), so its row is padded and its mask says so. For a
     static ``bucket`` the first call has the bucket's length and the rows are
     filled up to its batch size (:data:`~ttsstack.addon.BATCH`), as the runtime
-    fills them; without one the first call is the longer validation length.
+    fills them; without one the first call is the longer validation length
+    and the rows are filled to :data:`VALIDATION_BATCH`.
     Returns ``(sizes, got, want)`` per call, as :func:`validate_runner` compares them.
     """
     sizes = validation_sizes(spec, dims, bucket)[-1]
@@ -87,7 +89,7 @@ def batched_runs(spec: NetworkSpec, runner: NetworkRunner, reference, dims: dict
     shorter = {**sizes, dim: padded_length(sizes[dim])} if dim else sizes
     calls = [example_inputs(spec, sizes, seed=4), example_inputs(spec, shorter, seed=5)]
     with torch.inference_mode():
-        joined, lengths = join_calls(spec, calls, (bucket or {}).get(BATCH))
+        joined, lengths = join_calls(spec, calls, (bucket or {}).get(BATCH, VALIDATION_BATCH))
         got = split_outputs(spec, runner(joined), lengths)
         want = [reference(call) for call in calls]
     return [({"batch row": row, **(sizes if row == 0 else shorter)}, got[row], want[row]) for row in range(2)]
