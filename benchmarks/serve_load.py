@@ -16,7 +16,7 @@ load at each client count on one server per ``--batch`` value and reports, per
 value, the most clients whose first-audio p95 stays under ``--p95-target-ms``
 (default: ``--p95-factor`` times the p95 of the sweep's first point on the first
 ``--batch`` value, one client alone with batching off), with the seconds of
-audio per second there; it writes ``serve_load_sweep_<model>.json``.
+audio per second there; it writes ``serve_load_sweep_<model>[_<tag>].json``.
 
     python benchmarks/serve_load.py --addon compiled/fastpitch:cpu --batch 1,8 --sweep 1,2,4,8,16 --duration 20
 """
@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -256,22 +256,25 @@ def print_table(result: dict) -> None:
 
 
 def sweep(args: argparse.Namespace, model_of) -> dict:
-    """For each ``--batch`` value, one server loaded at each ``--sweep`` client count; the streams each holds."""
-    settings = []
-    for batch in args.batch:
-        load_before = host()["load_average_1_5_15"]
-        with server_process(args, batch) if args.url is None else _given(args.url) as url:
-            model = model_of(url)
+    """One server per ``--batch`` value, all up at once, loaded in turn at each ``--sweep`` client count (the
+    settings interleaved, so that a shared host's changing load falls on all of them alike); the streams each holds."""
+    load_before = host()["load_average_1_5_15"]
+    with ExitStack() as servers:
+        urls = [servers.enter_context(server_process(args, batch) if args.url is None else _given(args.url))
+                for batch in args.batch]
+        model = model_of(urls[0])
+        settings = [{"batch": batch, "points": []} for batch in args.batch]
+        for url in urls:
             asyncio.run(run_load(url, args, model, clients=1, duration=args.warmup))  # first calls, not measured
-            points = []
-            for clients in args.sweep:
+        for clients in args.sweep:
+            for setting, url in zip(settings, urls):
                 tally, wall = asyncio.run(run_load(url, args, model, clients=clients))
-                points.append({"clients": clients, **measured(tally, wall)})
-                print(f"  batch {batch}, {clients} clients: first audio p95 "
-                      f"{points[-1]['time_to_first_audio_ms']['p95']} ms, {points[-1]['audio_s_per_s']} s of audio/s",
-                      file=sys.stderr)
-            calls = batched_calls(url)
-        settings.append({"batch": batch, "load_average_before": load_before, "points": points, "batched_calls": calls})
+                point = {"clients": clients, "load_average_1": round(os.getloadavg()[0], 2), **measured(tally, wall)}
+                setting["points"].append(point)
+                print(f"  batch {setting['batch']}, {clients} clients: first audio p95 "
+                      f"{point['time_to_first_audio_ms']['p95']} ms, {point['audio_s_per_s']} s of audio/s", file=sys.stderr)
+        for setting, url in zip(settings, urls):
+            setting["batched_calls"] = batched_calls(url)
     first = settings[0]["points"][0]["time_to_first_audio_ms"]["p95"]
     target = args.p95_target_ms or (first * args.p95_factor if first is not None else None)
     for setting in settings:
@@ -286,7 +289,7 @@ def sweep(args: argparse.Namespace, model_of) -> dict:
         "config": {"model": model, "addons": args.addon, "sweep": args.sweep, "batch": args.batch,
                    "duration_s": args.duration, "warmup_s": args.warmup, "format": args.format,
                    "max_concurrent": args.max_concurrent, "max_queue": args.max_queue, "texts": args.text or DEFAULT_TEXTS},
-        "host": host(),
+        "host": {**host(), "load_average_before": load_before},
         "p95_target_ms": None if target is None else round(target, 1),
         "p95_target": ("given" if args.p95_target_ms else
                        f"{args.p95_factor:g} x the first-audio p95 of {args.sweep[0]} client(s) with --batch {args.batch[0]}"),
@@ -336,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="first-audio p95 a sweep point must stay under to count as held (default: --p95-factor "
                              "times the first point's p95)")
     parser.add_argument("--p95-factor", type=float, default=2.0, help="see --p95-target-ms")
+    parser.add_argument("--tag", default=None,
+                        help="suffix of a sweep's file name, serve_load_sweep_<model>_<tag>.json (default: none)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of one client before a sweep, not measured")
     add_output_flags(parser)
     parser.add_argument("-o", "--output", type=Path, default=None, help=argparse.SUPPRESS)  # deprecated: a file; use --out DIR
@@ -347,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--batch and --sweep take integers: {exc}")
     if min(args.batch + args.sweep, default=1) < 1:
         parser.error("--batch and --sweep values must be >= 1")
+    if args.url and len(args.batch) > 1:
+        parser.error("--url loads one server, already running: give at most one --batch value (the server's)")
     folder = output_dir(parser, args) if args.output is None else None
     if args.output is not None:
         print("warning: -o/--output is deprecated and will be removed in the next release; use --out DIR", file=sys.stderr)
@@ -361,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep:
         result = sweep(args, model_of)
         print_sweep(result)
-        output = args.output or folder / f"serve_load_sweep_{result['config']['model']}.json"
+        tag = f"_{args.tag}" if args.tag else ""
+        output = args.output or folder / f"serve_load_sweep_{result['config']['model']}{tag}.json"
         output.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {output}")
         return 0 if all(p["requests_ok"] for s in result["settings"] for p in s["points"]) else 1
