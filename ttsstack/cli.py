@@ -360,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"when larger; with --batch N, at least N)")
     p.add_argument("--batch", type=_batch, default=1, metavar="N",
                    help="run the concurrent calls of up to N streams to an addon's `batch: true` networks as one "
-                        f"batched call (at most {MAX_BATCH}; raises the default --max-concurrent to N; "
-                        "1: every call alone; see docs/serving.md)")
+                        f"batched call, N at most {MAX_BATCH}; raises the default --max-concurrent to N; see "
+                        "docs/serving.md (default: 1, every call alone)")
     p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue, metavar="N",
                    help="requests waiting per addon before 429")
     p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars, metavar="N",
