@@ -183,7 +183,7 @@ def test_format_1_files_load_and_may_not_use_what_format_2_added():
     from .tiny_vocoder import vocoder_spec
 
     assert FORMAT_VERSION == 2
-    assert parse_spec(tiny_spec()).format == 1  # the bundled demos' format, read as it is
+    assert parse_spec(tiny_spec()).format == 1  # a format-1 file, read as it is
     assert parse_spec(vocoder_spec()).format == 2
     with pytest.raises(AddonError, match=r"networks\.vocoder\.role: needs `format: 2`.*this file says format 1"):
         parse_spec({**vocoder_spec(), "format": 1})

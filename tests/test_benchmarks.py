@@ -157,3 +157,24 @@ def test_ar_first_audio_counts_the_steps_to_the_first_audio(tiny_tacotron_compil
     # 8 frames, plus the tiny postnet's context (2) and Griffin-Lim's lookahead (2), both texts long enough
     assert all(row["steps_to_first_mel"] == row["steps_to_first_audio"] == 12 for row in rows)
     assert all(0 < row["first_mel_ms"] <= row["first_audio_ms"] for row in rows)
+
+
+def test_serve_load_sweeps_clients_on_a_batching_server(tiny_tacotron_compiled, tmp_path):
+    """One server with --batch 2 (every tiny Tacotron network is batch: true), loaded by 1 then 2 clients."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "serve_load.py"), "--addon", f"{tiny_tacotron_compiled}:cpu",
+         "--batch", "2", "--sweep", "1,2", "--duration", "1", "--warmup", "0.3", "--text", "Two streams in step.",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "serve_load_sweep_tiny-tacotron.json").read_text())
+    (setting,) = report["settings"]
+    assert setting["batch"] == 2 and [p["clients"] for p in setting["points"]] == [1, 2]
+    assert all(p["requests_ok"] > 0 and p["errors"] == 0 for p in setting["points"])
+    first = setting["points"][0]["time_to_first_audio_ms"]["p95"]
+    assert report["p95_target_ms"] == pytest.approx(2 * first, abs=0.1)  # --p95-factor 2 of one client alone
+    held = [p["clients"] for p in setting["points"] if p["time_to_first_audio_ms"]["p95"] <= report["p95_target_ms"]]
+    assert setting["streams_held"] == max(held)
+    assert setting["batched_calls"]["decoder_step"].get("2", 0) > 0  # two clients' decoder steps ran as one call
+    assert "streams held under the target" in result.stdout

@@ -150,6 +150,29 @@ def test_torchscript_lowering_runs_aten_kernels_at_any_length(cls, bidirectional
         assert all(torch.equal(g, w) for g, w in zip(got, want)), (time, lengths)
 
 
+@pytest.mark.parametrize("cls, batch_first", [(nn.LSTM, True), (nn.GRU, False)], ids=["bilstm", "bigru-time-first"])
+def test_torchscript_lowering_traced_at_batch_1_runs_any_batch(cls, batch_first):
+    """A ``batch: true`` network is traced at batch 1 and run on batches of streams: neither the zero initial
+    state nor the length sort may keep the traced batch."""
+    layer = _layer(cls, True, batch_first)
+    batch_axis = 0 if batch_first else 1
+    shape = lambda batch: (batch, 9, 5) if batch_first else (9, batch, 5)  # noqa: E731
+    batch, dim = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("T", min=1, max=512)
+    program = torch.export.export(
+        Runs(layer), (torch.randn(shape(2)), torch.tensor([9, 3])),
+        dynamic_shapes=({batch_axis: batch, 1 - batch_axis: dim}, {0: batch}),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(lower_to_aten(program.module()), (torch.randn(shape(1)), torch.tensor([9])),
+                                 check_trace=False, strict=False)
+    lengths = torch.tensor([4, 9, 1])
+    x = torch.randn(shape(3))
+    with torch.inference_mode():
+        got, want = traced(x, lengths), _packed_reference(layer, x, lengths)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
 class Stacked(nn.Module):
     """A bidirectional LSTM into a GRU, both honouring the lengths: one ONNX export covers both translations."""
 

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from . import backends  # noqa: F401  (registration)
-from .addon import BATCH, AddonError, load_addon
+from .addon import BATCH, MAX_BATCH, AddonError, load_addon
 from .audio import audio_format_for, write_audio
 from .backends.base import FP32, PRECISIONS
 from .cliflags import HelpFormatter, ListFlag, add_deprecated_alias, describe_rtf
@@ -53,6 +53,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _batch(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_BATCH} streams per batched call, got {text}")
     return value
 
 
@@ -151,13 +158,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve addons over HTTP (each on its own backend) until SIGTERM/SIGINT, then shut down gracefully."""
     try:
         from .serve import Limits, create_app, parse_addon_source, require_unique_names
+        from .serve.config import concurrency_for_batch, threads_per_call
         from .serve.server import run_server, server_config
     except ImportError as exc:
         raise RuntimeError(f"serving needs the 'serve' extra: pip install 'ttsstack[serve]' ({exc})") from None
+    max_concurrent = concurrency_for_batch(args.batch, args.max_concurrent)
     sources = [parse_addon_source(text) for text in args.addon or [str(DEMO_ADDON)]]
     require_unique_names([(load_addon(s.folder).spec.name, f"--addon {s}") for s in sources])
     limits = Limits(
-        max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_input_chars=args.max_input_chars,
+        max_concurrent=max_concurrent, max_queue=args.max_queue, max_input_chars=args.max_input_chars,
         max_body_bytes=args.max_body_bytes, retry_after_s=args.retry_after, send_timeout_s=args.send_timeout,
         header_timeout_s=args.header_timeout, body_timeout_s=args.body_timeout, max_header_bytes=args.max_header_bytes,
         keep_alive_s=args.keep_alive, max_connections=args.max_connections, shutdown_grace_s=args.shutdown_grace,
@@ -167,13 +176,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = open_access_warning(args.host, api_key)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder)
+    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, batch=args.batch)
     if args.ray:
         return _serve_on_ray(args, sources, limits, options, api_key)
-    streams = args.max_concurrent * len(sources)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // streams)
+    streams = max_concurrent * len(sources)
+    threads = args.threads or threads_per_call(os.cpu_count() or 1, max_concurrent, args.batch, len(sources))
     torch.set_num_threads(threads)
-    print(f"{threads} intra-op thread(s) per stream, up to {streams} streams at once", flush=True)
+    batching = f", the calls of up to {args.batch} as one batch (batch: true networks)" if args.batch > 1 else ""
+    print(f"{threads} intra-op thread(s) per call, up to {streams} streams at once{batching}", flush=True)
     voices = []
     for source in sources:
         voice = load(source.folder, backend=source.backend, options=options, warmup=False)  # warmed up by the app
@@ -349,8 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="addon to serve, on BACKEND (default cpu); repeat for several (default: the bundled demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on; 0 picks a free one")
-    p.add_argument("--max-concurrent", type=_positive, default=limits.max_concurrent, metavar="N",
-                   help="syntheses running at once per addon")
+    p.add_argument("--max-concurrent", type=_positive, default=None, metavar="N",
+                   help=f"syntheses running at once per addon (default: {limits.max_concurrent}, or --batch's N "
+                        f"when larger; with --batch N, at least N)")
+    p.add_argument("--batch", type=_batch, default=1, metavar="N",
+                   help="run the concurrent calls of up to N streams to an addon's `batch: true` networks as one "
+                        f"batched call, N at most {MAX_BATCH}; raises the default --max-concurrent to N; see "
+                        "docs/serving.md (default: 1, every call alone)")
     p.add_argument("--max-queue", type=_non_negative, default=limits.max_queue, metavar="N",
                    help="requests waiting per addon before 429")
     p.add_argument("--max-input-chars", type=_positive, default=limits.max_input_chars, metavar="N",
@@ -386,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: ${API_KEY_ENV}, else none)")
     _chunk_flags(p)
     p.add_argument("--threads", type=_positive, default=None,
-                   help="PyTorch intra-op threads (default: cores / streams at once, so streams do not oversubscribe)")
+                   help="PyTorch intra-op threads (default: cores / network calls at once, i.e. streams at once divided by "
+                        "--batch, so calls do not oversubscribe)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level")
     ray = p.add_argument_group("Ray Serve (--ray; the 'ray' extra)")

@@ -58,17 +58,27 @@ def recurrent_reference(
     per_direction = len(weights) // (num_layers * (2 if bidirectional else 1))
     has_bias = per_direction == 4
     kernel = torch._VF.lstm if mode == "lstm" else torch._VF.gru
+    batch_axis = 0 if batch_first else 1
+    # A zero initial state exported as ``new_zeros(..., batch, ...)`` is traced at the example's batch;
+    # broadcast along the batch axis, it fits any batch.
+    hx = [h.expand(h.shape[0], x.size(batch_axis), h.shape[2]) for h in hx]
     state = hx if mode == "lstm" else hx[0]
     if lengths is None:
         out, *new = kernel(x, state, weights, has_bias, num_layers, dropout, train, bidirectional, batch_first)
         return out, list(new)
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=batch_first, enforce_sorted=False)
-    order, unorder = packed.sorted_indices, packed.unsorted_indices
+    # Sorted by length here rather than by ``enforce_sorted=False``, whose inverse permutation is an
+    # ``arange`` of the batch size: a trace would fix the batch (a ``batch: true`` network takes any).
+    order = torch.argsort(lengths, descending=True, stable=True).to(x.device)
+    unorder = torch.argsort(order)
+    packed = pack_padded_sequence(
+        x.index_select(batch_axis, order), lengths.index_select(0, order.to(lengths.device)).cpu(),
+        batch_first=batch_first, enforce_sorted=True,
+    )
     state = [h.index_select(1, order) for h in hx] if mode == "lstm" else hx[0].index_select(1, order)
     data, *new = kernel(packed.data, packed.batch_sizes, state, weights, has_bias, num_layers, dropout, train, bidirectional)
-    total = x.size(1 if batch_first else 0)
-    out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, unorder), batch_first, total_length=total)
-    return out, [h.index_select(1, unorder) for h in new]
+    total = x.size(1 - batch_axis)  # the time axis
+    out, _ = pad_packed_sequence(PackedSequence(data, packed.batch_sizes), batch_first, total_length=total)
+    return out.index_select(batch_axis, unorder), [h.index_select(1, unorder) for h in new]
 
 
 def _output_like(x: Tensor, h0: Tensor, weights: list[Tensor], bidirectional: bool, batch_first: bool) -> Tensor:

@@ -41,7 +41,7 @@ VOCODER_MAX_FRAMES = 4096
 def vocoder_entry(context: int) -> dict:
     """The ``vocoder`` network's ``addon.yaml`` entry: mel and mask in, ``hop`` samples per frame out."""
     return {
-        "role": "vocoder", "file": "networks/vocoder.pt2", "context": context, "mask": "mel_mask",
+        "role": "vocoder", "file": "networks/vocoder.pt2", "context": context, "mask": "mel_mask", "batch": True,
         "inputs": {"mel": {"shape": [1, "T_mel", N_MELS], "dtype": "float32"},
                    "mel_mask": {"shape": [1, "T_mel"], "dtype": "float32"}},
         "outputs": {"audio": {"shape": [1, "T_samples"], "dtype": "float32"}},
@@ -51,7 +51,7 @@ def vocoder_entry(context: int) -> dict:
 def addon_spec(channels: int, frontend: dict | None = None, vocoder_context: int | None = None) -> dict:
     """The ``addon.yaml`` content of the demo; with ``vocoder_context``, its vocoder network as default vocoder."""
     spec = {
-        "format": 1,
+        "format": 2,  # batch axes (and the vocoder network when there is one)
         "name": "fastpitch-demo",
         "audio": {"sample_rate": 22050, "hop_length": HOP, "win_length": 1024, "n_fft": 1024,
                   "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
@@ -59,18 +59,21 @@ def addon_spec(channels: int, frontend: dict | None = None, vocoder_context: int
         "networks": {
             "text_encoder": {
                 "role": "encoder", "file": "networks/text_encoder.pt2", "context": 6, "mask": "text_mask",
+                "batch": True,
                 "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
                            "text_mask": {"shape": [1, "T_text"], "dtype": "float32"}},
                 "outputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"}},
             },
             "duration_encoder": {
                 "role": "encoder", "file": "networks/duration_encoder.pt2", "context": 2, "mask": "text_mask",
+                "batch": True,
                 "inputs": {"encoded": {"shape": [1, "T_text", channels], "dtype": "float32"},
                            "text_mask": {"shape": [1, "T_text"], "dtype": "float32"}},
                 "outputs": {"durations": {"shape": [1, "T_text"], "dtype": "float32"}},
             },
             "decoder": {
                 "role": "decoder", "file": "networks/decoder.pt2", "context": 8, "mask": "frames_mask",
+                "batch": True,
                 "inputs": {"frames": {"shape": [1, "T_frames", channels], "dtype": "float32"},
                            "frames_mask": {"shape": [1, "T_frames"], "dtype": "float32"}},
                 "outputs": {"mel": {"shape": [1, "T_frames", N_MELS], "dtype": "float32"}},
@@ -87,7 +90,6 @@ def addon_spec(channels: int, frontend: dict | None = None, vocoder_context: int
         }],
     }
     if vocoder_context is not None:
-        spec["format"] = 2
         spec["networks"]["vocoder"] = vocoder_entry(vocoder_context)
         spec["dims"]["T_mel"] = {"max": VOCODER_MAX_FRAMES, "buckets": [64, 128, 256]}
         spec["dims"]["T_samples"] = {"max": VOCODER_MAX_FRAMES * HOP}

@@ -71,7 +71,7 @@ def addon_spec(frontend: dict) -> dict:
     step_outputs = {"frame": _tensor([1, REDUCTION, N_MELS]), "stop": _tensor([1, 1])}
     step_outputs.update({out: _tensor(shape) for name, (out, shape) in STATES.items() if out != "frame"})
     return {
-        "format": 1,
+        "format": 2,  # batch axes
         "name": "tacotron2-demo",
         "audio": {"sample_rate": 22050, "hop_length": 256, "win_length": 1024, "n_fft": 1024,
                   "n_mels": N_MELS, "fmin": 0, "fmax": 8000},
@@ -79,7 +79,7 @@ def addon_spec(frontend: dict) -> dict:
         "networks": {
             "encoder": {
                 "role": "encoder", "file": "networks/encoder.pt2", "context": "unbounded",
-                "lengths": "text_lengths", "mask": "text_mask",
+                "lengths": "text_lengths", "mask": "text_mask", "batch": True,
                 "inputs": {"tokens": _tensor([1, "T_text"], "int64"), "text_lengths": _tensor([1], "int64"),
                            "text_mask": _tensor([1, "T_text"], "bool")},
                 "outputs": {"memory": _tensor([1, "T_text", MEMORY]),
@@ -87,13 +87,13 @@ def addon_spec(frontend: dict) -> dict:
             },
             "decoder_step": {
                 "role": "decoder_step", "file": "networks/decoder_step.pt2", "context": "unbounded",
-                "mask": "memory_mask",
+                "mask": "memory_mask", "batch": True,
                 "inputs": step_inputs,
                 "outputs": step_outputs,
                 "states": {name: {"output": out, "init": 0.0} for name, (out, _) in STATES.items()},
             },
             "postnet": {
-                "role": "postnet", "file": "networks/postnet.pt2", "context": 10, "mask": "frames_mask",
+                "role": "postnet", "file": "networks/postnet.pt2", "context": 10, "mask": "frames_mask", "batch": True,
                 "inputs": {"frames": _tensor([1, "T_frames", N_MELS]), "frames_mask": _tensor([1, "T_frames"])},
                 "outputs": {"mel": _tensor([1, "T_frames", N_MELS])},
             },

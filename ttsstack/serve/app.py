@@ -47,7 +47,7 @@ def create_app(voices: Sequence[Voice], limits: Limits | None = None, api_key: s
     """
     limits = limits or Limits()
     models = served_models(voices, limits)
-    metrics = ServerMetrics({name: m.gate for name, m in models.items()})
+    metrics = ServerMetrics({name: m.gate for name, m in models.items()}, {name: m.voice for name, m in models.items()})
     readiness = Readiness(list(models))
 
     @asynccontextmanager

@@ -76,6 +76,36 @@ class Limits:
             raise ValueError(f"shutdown_grace_s must be >= 0 seconds, got {self.shutdown_grace_s}")
 
 
+def concurrency_for_batch(batch: int, max_concurrent: int | None) -> int:
+    """The syntheses each addon runs at once (``--max-concurrent``) for ``serve --batch``.
+
+    A batch holds the calls of streams that are running, so ``--batch N``
+    needs ``N`` syntheses at once: left out (None), ``max_concurrent`` is the
+    larger of the default and ``batch``; given smaller than ``batch`` it is an
+    error naming both, since the batches could never fill.
+    """
+    if max_concurrent is None:
+        return max(Limits.max_concurrent, batch)
+    if max_concurrent < batch:
+        raise ValueError(
+            f"--batch {batch} runs the calls of up to {batch} streams as one, but --max-concurrent {max_concurrent} "
+            f"runs at most {max_concurrent} syntheses of an addon at once, so no batch could fill: give "
+            f"--max-concurrent {batch} or more (left out, it defaults to --batch's value), or a smaller --batch"
+        )
+    return max_concurrent
+
+
+def threads_per_call(cores: int, max_concurrent: int, batch: int, addons: int) -> int:
+    """Intra-op threads for each network call, so that the calls running at once do not oversubscribe the cores.
+
+    Each addon runs ``max_concurrent`` syntheses; with ``batch`` their calls
+    of ``batch: true`` networks run ``batch`` at a time as one call, so about
+    ``ceil(max_concurrent / batch)`` calls per addon compute at once.
+    """
+    calls = -(-max_concurrent // batch) * addons
+    return max(1, cores // calls)
+
+
 @dataclass(frozen=True)
 class AddonSource:
     """One ``--addon DIR[:BACKEND]`` argument: an addon folder and the backend to run it on."""

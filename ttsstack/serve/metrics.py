@@ -20,6 +20,10 @@
   reads as the usual RTF but is its inverse. Dashboards move to ``ttsstack_rtf``.
 - ``ttsstack_active_streams{model}``, ``ttsstack_queue_depth{model}``: live
   syntheses and requests waiting for a slot.
+- ``ttsstack_batched_calls_total{model, network, size}``: with ``serve
+  --batch``, the calls of each ``batch: true`` network by how many streams'
+  calls they ran at once (``size`` 1: a call alone), read from the runners'
+  ``batches`` counters when scraped.
 - ``process_*``: the server's resident memory, CPU time, open files (Linux).
 """
 
@@ -28,7 +32,11 @@ from __future__ import annotations
 from typing import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
+
+from ..runtime import Voice
+from ..runtime.batching import BatchingRunner
 
 from .concurrency import AdmissionGate
 
@@ -40,12 +48,33 @@ _SPEED_MULTIPLE_BUCKETS = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0,
 _RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 
 
-class ServerMetrics:
-    """The metrics above; gauges read the admission gates' live counts when scraped."""
+class BatchSizes:
+    """A collector of ``ttsstack_batched_calls_total``: each batching runner's calls per batch size, when scraped."""
 
-    def __init__(self, gates: Mapping[str, AdmissionGate]):
+    def __init__(self, voices: Mapping[str, Voice]):
+        self.voices = voices
+
+    def collect(self):
+        """One sample per model, ``batch: true`` network and batch size run so far."""
+        family = CounterMetricFamily(
+            "ttsstack_batched_calls", "Calls of batch: true networks by the streams they ran at once (serve --batch).",
+            labels=["model", "network", "size"],
+        )
+        for model, voice in self.voices.items():
+            for network, runner in voice.runners.items():
+                if isinstance(runner, BatchingRunner):
+                    for size, calls in sorted(dict(runner.batches).items()):
+                        family.add_metric([model, network, str(size)], calls)
+        yield family
+
+
+class ServerMetrics:
+    """The metrics above; gauges read the admission gates' live counts when scraped, batch sizes the voices' runners."""
+
+    def __init__(self, gates: Mapping[str, AdmissionGate], voices: Mapping[str, Voice] | None = None):
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
+        self.registry.register(BatchSizes(voices or {}))
         self.requests = Counter(
             "ttsstack_requests", "Speech requests by answered HTTP status.", ["model", "status"], registry=self.registry
         )
