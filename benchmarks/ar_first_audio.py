@@ -86,14 +86,18 @@ def demo_sizes(sizes: dict[str, int]) -> Iterator[tuple[object, object]]:
 
 
 def build_tacotron2(folder: Path) -> Path:
-    """Tacotron 2 at its published sizes with the demo's model code, seeded weights and engineered stop token."""
+    """Tacotron 2 at its published sizes with the demo's model code and seeded weights, decoding 2 to 4 frames
+    per phoneme (its stop token is as random as its weights)."""
     with demo_sizes(TACOTRON2_SIZES) as (model, builder):
         torch.manual_seed(0)
-        net = model.Tacotron2Demo(n_symbols=len(builder.SYMBOLS), n_mels=builder.N_MELS).eval()
-        model.engineer_stop_token(net)
-        spec = builder.addon_spec() | {"name": "tacotron2-full"}
+        frontend = builder.phoneme_frontend(ADDONS / "tacotron2-demo" / "symbols.json")
+        n_symbols = len(frontend["symbols"])
+        net = model.Tacotron2Demo(n_symbols=n_symbols, n_mels=builder.N_MELS).eval()
+        spec = builder.addon_spec(frontend) | {"name": "tacotron2-full"}
+        decoder = spec["stack"][0]["streamable_block"]["stack"][0]
+        decoder.update(min_length_ratio=2.0, max_length_ratio=4.0)  # a seeded stop token fires anywhere
         modules = {"encoder": net.encoder, "decoder_step": net.decoder_step, "postnet": net.postnet}
-        ttsstack.write_addon(folder, spec, modules, builder.examples())
+        ttsstack.write_addon(folder, spec, modules, builder.examples(n_symbols))
     return folder
 
 

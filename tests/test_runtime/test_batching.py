@@ -16,7 +16,7 @@ from ttsstack.backends.base import ModuleRunner
 from ttsstack.backends.static import StaticRunner
 from ttsstack.compiler import CompileError, compile_addon
 from ttsstack.compiler.validate import BatchRowsError, ValidationFailure, check_batch_rows, validate_runner
-from ttsstack.runtime.batching import BatchingRunner, batching_runners, call_key, join_calls, split_outputs
+from ttsstack.runtime.batching import BatchingRunner, _Call, batching_runners, call_key, join_calls, split_outputs
 from ttsstack.runtime.builder import RuntimeOptions
 from ttsstack.tolerances import BATCHED, for_backend
 
@@ -96,10 +96,10 @@ def test_calls_of_other_sizes_do_not_share_a_batch_without_a_mask():
 
 
 class _RefusesNegative(nn.Module):
-    """Doubles its input; raises for a negative first value (a call that fails on its own input)."""
+    """Doubles its input; raises when any row starts negative (a call that fails on its own input)."""
 
     def forward(self, x):
-        if x[0, 0, 0] < 0:
+        if (x[:, 0, 0] < 0).any():
             raise ValueError("negative input")
         return x * 2
 
@@ -236,3 +236,24 @@ def test_no_dim_is_named_batch_beside_batch_networks():
     spec["dims"]["batch"] = {"max": 4}
     with pytest.raises(AddonError, match=r"dims.batch: `batch` names the batch axis of `batch: true` networks"):
         parse_spec(spec)
+
+
+def test_windows_of_very_different_lengths_do_not_share_a_batch():
+    """An 8-frame and a 256-frame postnet window stay apart (padding would make the short one cost as
+    much as the long one); 200 and 256 frames join. A step network's calls join whatever their memory length."""
+    spec = parse_spec(tiny_tacotron_spec())
+    postnet = BatchingRunner(ModuleRunner(spec.networks["postnet"], tiny_tacotron_modules(3.0)["postnet"]), 4, wait_s=0)
+
+    def queued(runner, lengths):
+        runner._queue = [
+            _Call({"frames": torch.zeros(1, n, 8), "frames_mask": torch.ones(1, n)}, call_key(
+                {"frames": torch.zeros(1, n, 8), "frames_mask": torch.ones(1, n)}, {"frames": 1, "frames_mask": 1}), n, 0)
+            for n in lengths
+        ]
+        with runner._cond:
+            return [call.length for call in runner._take()]
+
+    assert queued(postnet, [8, 256]) == [8]
+    assert queued(postnet, [256, 8, 200]) == [256, 200]
+    step = BatchingRunner(ModuleRunner(spec.networks["decoder_step"], tiny_tacotron_modules(3.0)["decoder_step"]), 4, wait_s=0)
+    assert queued(step, [8, 256]) == [8, 256]

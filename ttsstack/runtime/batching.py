@@ -10,10 +10,12 @@ about one call of N rows instead of N calls; an autoregressive step
 network's weights are read once for all of them.
 
 Calls join one batch when their inputs agree in every size but the
-network's sequence dim, the one its ``mask``/``lengths`` input covers. Along
-that dim shorter calls are padded with zeros (mask 0) and their outputs
-cropped back, exactly as static backends pad to a bucket. A network with
-neither input is batched only across calls of equal shapes.
+network's sequence dim, the one its ``mask``/``lengths`` input covers, and
+their lengths along it are close enough that padding wastes little
+(:data:`PADDING_BUDGET`). Along that dim shorter calls are padded with zeros
+(mask 0) and their outputs cropped back, exactly as static backends pad to
+a bucket. A network with neither input is batched only across calls of
+equal shapes.
 
 No call waits for company it has no reason to expect: a thread that finds
 the network idle runs at once, unless more streams (threads) called it
@@ -38,6 +40,14 @@ from .network import NetworkRunner, crop_steps, sequence_dim, time_axis
 
 
 
+PADDING_BUDGET = 1.5
+"""Most steps a batch may run per real step: a call joins a batch only while its rows, padded to the longest,
+stay within this of their real steps (at most a third of the work is padding). Streams at different points of the chunk schedule make windows of 8
+and 256 frames; padded into one batch, the short one would cost as much as the long one. Not applied to a
+step network (one with ``states``): its cost is its weights, read once per call, and the padded dim is its
+memory's, which costs little."""
+
+
 def padded_dim(spec: NetworkSpec) -> str | None:
     """The dim along which calls of different lengths may share a batch: the sequence dim of a network with a
     ``mask`` or ``lengths`` input (which tells it where each row ends), else None."""
@@ -57,6 +67,12 @@ def call_key(inputs: Mapping[str, torch.Tensor], axes: Mapping[str, int]) -> tup
         (name, tensor.dtype, tuple(-1 if axis == axes.get(name) else size for axis, size in enumerate(tensor.shape) if axis))
         for name, tensor in inputs.items()
     )
+
+
+def _length(inputs: Mapping[str, torch.Tensor], axes: Mapping[str, int]) -> int:
+    """A call's steps along the padded dim (1 for a network without one)."""
+    name = next(iter(axes), None)
+    return inputs[name].shape[axes[name]] if name in inputs else 1
 
 
 def _pad_to(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
@@ -111,6 +127,7 @@ class _Call:
 
     inputs: Mapping[str, torch.Tensor]
     key: tuple
+    length: int  # steps along the padded dim (1 without one)
     thread: int
     outputs: dict[str, torch.Tensor] | None = None
     error: BaseException | None = None
@@ -141,7 +158,7 @@ class BatchingRunner:
         self._recent: deque[set[int]] = deque(maxlen=2)  # threads that called during each of the last two batches
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        call = _Call(inputs, call_key(inputs, self._axes), threading.get_ident())
+        call = _Call(inputs, call_key(inputs, self._axes), _length(inputs, self._axes), threading.get_ident())
         with self._cond:
             self._queue.append(call)
             self._cond.notify_all()
@@ -175,8 +192,16 @@ class BatchingRunner:
             if remaining <= 0:
                 break
             self._cond.wait(remaining)
-        key = self._queue[0].key
-        batch = [call for call in self._queue if call.key == key][: self.max_batch]
+        first = self._queue[0]
+        batch, padded = [first], first.length
+        for call in self._queue[1:]:
+            if len(batch) == self.max_batch:
+                break
+            longest = max(padded, call.length)
+            real = sum(c.length for c in batch) + call.length
+            if call.key == first.key and (self.spec.states or longest * (len(batch) + 1) <= PADDING_BUDGET * real):
+                batch.append(call)
+                padded = longest
         self._queue = [call for call in self._queue if call not in batch]
         return batch
 
