@@ -40,7 +40,7 @@ from ..runtime.blocks.decoder import Decoder, Postnet
 from ..runtime.blocks.encoders import NetworkBlock
 from ..runtime.blocks.windows import stream_windows
 from ..runtime.blocks.vocoder import Vocoder
-from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, step_length, time_axis, with_length_inputs
+from ..runtime.network import NetworkRunner, crop_steps, pad_steps, sequence_dim, step_length, time_axis, with_length_inputs
 from .base import BackendError
 
 
@@ -50,15 +50,6 @@ class BucketOverflow(BackendError, PieceTooLong):
 
 def _axis(spec_shape: list[int | str], dim: str) -> int | None:
     return next((axis for axis, d in enumerate(spec_shape) if d == dim), None)
-
-
-def _pad(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
-    missing = size - tensor.shape[axis]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[axis] = missing
-    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
 
 
 def smallest_bucket(sizes: list[int], length: int) -> int:
@@ -123,7 +114,7 @@ def _window(
     padded = {}
     for name, tensor in inputs.items():
         axis = _axis(spec.inputs[name].shape, dim)
-        padded[name] = tensor if axis is None else _pad(tensor.narrow(axis, start, length), axis, size)
+        padded[name] = tensor if axis is None else pad_steps(tensor.narrow(axis, start, length), axis, size)
     return with_length_inputs(spec, padded, size, length)
 
 
@@ -150,9 +141,9 @@ def pad_caches(runner: NetworkRunner, inputs: dict[str, torch.Tensor]) -> dict[s
     for name, state in spec.states.items():
         if state.cache and name in inputs:
             capacity = (runner.static_lengths or {})[state.cache][-1]
-            padded[name] = _pad(inputs[name], spec.inputs[name].shape.index(state.cache), capacity)
+            padded[name] = pad_steps(inputs[name], spec.inputs[name].shape.index(state.cache), capacity)
             if spec.cache_mask in inputs:
-                padded[spec.cache_mask] = _pad(inputs[spec.cache_mask], 1, capacity)
+                padded[spec.cache_mask] = pad_steps(inputs[spec.cache_mask], 1, capacity)
     return padded
 
 

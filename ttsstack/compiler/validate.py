@@ -9,7 +9,7 @@ import torch
 from ..addon import BATCH, DimSpec, NetworkSpec
 from ..backends.base import example_inputs
 from ..runtime.batching import join_calls, padded_dim, split_outputs
-from ..runtime.network import NetworkRunner, crop_steps, sequence_dim, with_length_inputs
+from ..runtime.network import NetworkRunner, crop_steps, pad_steps, sequence_dim, with_length_inputs
 from ..tolerances import BATCHED, Tolerance
 
 VALIDATION_LENGTHS = (7, 61)  # besides the trace length: catches lengths baked into a graph
@@ -157,9 +157,7 @@ def _padded_run(spec: NetworkSpec, runner: NetworkRunner, reference, bucket: dic
         if axis is None:
             padded[name] = tensor
             continue
-        shape = list(tensor.shape)
-        shape[axis] = size - valid
-        padded[name] = torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
+        padded[name] = pad_steps(tensor, axis, size)
     padded = with_length_inputs(spec, padded, size, valid)
     with torch.inference_mode():
         want, got = reference(inputs), runner(padded)

@@ -36,7 +36,7 @@ from typing import Mapping
 import torch
 
 from ..addon import NetworkSpec
-from .network import NetworkRunner, crop_steps, sequence_dim, time_axis
+from .network import NetworkRunner, crop_steps, pad_steps, sequence_dim, time_axis
 
 
 
@@ -75,15 +75,6 @@ def _length(inputs: Mapping[str, torch.Tensor], axes: Mapping[str, int]) -> int:
     return inputs[name].shape[axes[name]] if name in inputs else 1
 
 
-def _pad_to(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
-    missing = size - tensor.shape[axis]
-    if missing == 0:
-        return tensor
-    shape = list(tensor.shape)
-    shape[axis] = missing
-    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
-
-
 def join_calls(spec: NetworkSpec, calls: list[Mapping[str, torch.Tensor]], rows: int | None = None) -> tuple[dict[str, torch.Tensor], list[int]]:
     """The inputs of ``calls`` (batch 1 each) as one batch, and each call's length along the padded dim.
 
@@ -99,7 +90,7 @@ def join_calls(spec: NetworkSpec, calls: list[Mapping[str, torch.Tensor]], rows:
     joined = {}
     for name in spec.inputs:
         axis = axes.get(name)
-        parts = [call[name] if axis is None else _pad_to(call[name], axis, longest) for call in calls + filler]
+        parts = [call[name] if axis is None else pad_steps(call[name], axis, longest) for call in calls + filler]
         joined[name] = torch.cat(parts, dim=0)
     return joined, lengths
 

@@ -83,6 +83,16 @@ def crop_steps(tensor: torch.Tensor, axis: int, steps: int, start: int, count: i
     return tensor.narrow(axis, start * rate, count * rate)
 
 
+def pad_steps(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+    """``tensor`` zero-padded at the end of ``axis`` to ``size`` steps (itself when it has them): a mask reads 0 there."""
+    missing = size - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
+
+
 def step_length(spec: NetworkSpec, inputs: dict[str, torch.Tensor]) -> int:
     """The size of the sequence dim in the given data inputs (1 when the network has none)."""
     dim = sequence_dim(spec)
