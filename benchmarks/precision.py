@@ -49,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from ttsstack.addon import DimSpec, NetworkSpec
+from ttsstack.addon import MAX_BATCH, DimSpec, NetworkSpec, batched
 from ttsstack.backends.base import FP32, Artifact, NetworkArtifacts
 from ttsstack.compiler.validate import validate_runner
 from ttsstack.runtime.registry import BACKENDS
@@ -84,7 +84,10 @@ def _tensor_spec(tensor: torch.Tensor, dims: dict[int, str]) -> dict:
 class Network:
     """A full-size network: its exported program, spec, example inputs and how it is measured."""
 
-    def __init__(self, name: str, module: torch.nn.Module, inputs: dict, output_names: list[str], dim: str, axes: dict):
+    def __init__(
+        self, name: str, module: torch.nn.Module, inputs: dict, output_names: list[str], dim: str, axes: dict,
+        batch: bool = False,
+    ):
         self.name = name
         self.inputs = inputs
         args = tuple(inputs.values())
@@ -93,19 +96,22 @@ class Network:
         outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
         shapes = {name: {a: dim for a in axes.get(name, ())} for name in inputs}
         size = torch.export.Dim(dim, min=2, max=4096)
-        dynamic = tuple({a: size for a in axes.get(name, ())} or None for name in inputs)
-        self.program = torch.export.export(module, args, dynamic_shapes=dynamic)
+        rows = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)} if batch else {}
+        dynamic = tuple({**rows, **{a: size for a in axes.get(name, ())}} or None for name in inputs)
+        examples = tuple(batched(inputs, 2).values()) if batch else args  # export fixes an axis whose example is 1
+        self.program = torch.export.export(module, examples, dynamic_shapes=dynamic)
         out_axes = {name: {a: dim for a in axes.get(name, ())} for name in output_names}
         self.spec = NetworkSpec.model_validate({
-            "role": name, "file": f"{name}.pt2",
+            "role": name, "file": f"{name}.pt2", "batch": batch,
             "inputs": {n: _tensor_spec(t, shapes[n]) for n, t in inputs.items()},
             "outputs": {n: _tensor_spec(t, out_axes[n]) for n, t in zip(output_names, outputs)},
         })
         self.dims = {dim: DimSpec(max=4096)}
 
 
-def tacotron2_step(text_length: int) -> Network:
-    """The Tacotron 2 decoder step at published sizes (see the module docstring), on a text of ``text_length`` tokens."""
+def tacotron2_step(text_length: int, batch: bool = False) -> Network:
+    """The Tacotron 2 decoder step at published sizes (see the module docstring), on a text of ``text_length`` tokens;
+    with ``batch``, exported with a batch axis (``batch: true``)."""
     model = _model_module("tacotron2-demo")
     for name, value in TACOTRON2_SIZES.items():
         setattr(model, name, value)
@@ -130,11 +136,11 @@ def tacotron2_step(text_length: int) -> Network:
     axes = {n: (1,) for n in names if n in ("attention_weights", "attention_weights_cum", "memory", "processed_memory",
                                                "memory_mask")}
     axes.update({f"next_{n}": (1,) for n in ("attention_weights", "attention_weights_cum")})
-    return Network("tacotron2-step", step, inputs, outputs, "T_text", axes)
+    return Network("tacotron2-step", step, inputs, outputs, "T_text", axes, batch)
 
 
-def fastpitch_decoder(frames: int) -> Network:
-    """The FastPitch-size decoder (see the module docstring) on ``frames`` frames."""
+def fastpitch_decoder(frames: int, batch: bool = False) -> Network:
+    """The FastPitch-size decoder (see the module docstring) on ``frames`` frames; with ``batch``, exported with a batch axis."""
     model = _model_module("fastpitch-demo")
     sizes = FASTPITCH_DECODER
     torch.manual_seed(0)
@@ -143,10 +149,10 @@ def fastpitch_decoder(frames: int) -> Network:
     gen = torch.Generator().manual_seed(1)
     inputs = {"frames": torch.randn(1, frames, sizes["channels"], generator=gen), "frames_mask": torch.ones(1, frames)}
     return Network("fastpitch-decoder", decoder.eval(), inputs, ["mel"], "T_frames",
-                   {"frames": (1,), "frames_mask": (1,), "mel": (1,)})
+                   {"frames": (1,), "frames_mask": (1,), "mel": (1,)}, batch)
 
 
-def _call_seconds(call, repeats: int, budget_s: float = 10.0) -> tuple[float, float]:
+def call_seconds(call, repeats: int, budget_s: float = 10.0) -> tuple[float, float]:
     """Median and fastest of ``repeats`` timed calls after a warm-up, fewer (at least 3) once ``budget_s`` is spent."""
     call()
     times = []
@@ -195,7 +201,7 @@ def measure(network: Network, backend_name: str, precision: str, args, work: Pat
     except Exception as exc:  # noqa: BLE001 - reported, not fatal: the point is to see the error
         valid = "no: " + str(exc).splitlines()[1].strip()[:80]
     with torch.inference_mode():
-        seconds, fastest = _call_seconds(lambda: runner(network.inputs), args.repeats)
+        seconds, fastest = call_seconds(lambda: runner(network.inputs), args.repeats)
     want = _outputs(network, args.steps, reference)
     got = _outputs(network, args.steps, runner)
     flops = count_flops(network.program.module(), tuple(network.inputs.values()))

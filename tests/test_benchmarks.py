@@ -144,6 +144,21 @@ def test_precision_times_each_precision_against_the_limit(tmp_path):
     assert all(row["valid"] == "yes" and row["x_limit"] == pytest.approx(row["fastest_ms"] / row["limit_ms"]) for row in rows.values())
 
 
+def test_batching_times_each_batch_size_per_row_against_the_limit(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "batching.py"), "--network", "fastpitch-decoder", "--backend", "onnx",
+         "--rows", "1,3", "--frames", "24", "--repeats", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "batching.json").read_text())
+    one, three = sorted(report["rows"], key=lambda row: row["rows"])
+    assert (one["rows"], three["rows"]) == (1, 3) and report["host"]["cpu"]
+    assert three["gflops"] == pytest.approx(3 * one["gflops"])  # three rows of real work, counted
+    assert three["ms_per_row"] == pytest.approx(three["fastest_ms"] / 3)
+    assert one["vs_one_row"] == 1 and three["x_limit"] == pytest.approx(three["ms_per_row"] / three["limit_ms_per_row"])
+
+
 def test_ar_first_audio_counts_the_steps_to_the_first_audio(tiny_tacotron_compiled, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(
