@@ -54,7 +54,7 @@ def test_synthesize_and_inspect_the_tacotron_addon(tacotron_compiled, tmp_path, 
     assert rate == 22050 and len(audio) > 0
     assert main(["inspect", str(tacotron_compiled)]) == 0
     out = capsys.readouterr().out
-    for text in ("decoder_step [decoder_step, context unbounded]", "AutoregressiveDecoder decoder_step [8 states",
+    for text in ("decoder_step [decoder_step, context unbounded, batch]", "AutoregressiveDecoder decoder_step [8 states",
                  "Postnet postnet [context 10]"):
         assert text in out
 

@@ -19,11 +19,11 @@ from ttsstack.tolerances import BATCHED, PCM16
 
 from .conftest import metric, running_server
 
-TEXTS = [
+TEXTS = [  # 20 to 26 phonemes: any three pad within the batcher's PADDING_BUDGET, so they may share a batch
     "Batched streams share one call.",
-    "Each stream still hears its own words, exactly.",
-    "A third request, shorter.",
-    "And a fourth one that runs a little longer than the others do.",
+    "Each stream still hears its own words.",
+    "A third request, a little shorter.",
+    "A fourth request runs a bit longer.",
 ]
 BATCH = 4
 

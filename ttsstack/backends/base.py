@@ -216,8 +216,11 @@ def trace_examples(spec: NetworkSpec, dims: dict[str, DimSpec]) -> dict[str, tor
 
 
 def bucket_examples(spec: NetworkSpec, bucket: dict[str, int]) -> dict[str, torch.Tensor]:
-    """:func:`example_inputs` at a static bucket's sizes, with as many rows as its batch size: what a static backend traces."""
-    return batched(example_inputs(spec, bucket), bucket.get(BATCH, 1))
+    """:func:`example_inputs` at a static bucket's sizes, for a ``batch: true`` network with as many rows as the
+    bucket's batch size: what a static backend traces. (Axis 0 of another network's tensor is its own: a
+    SpeechT5 cache's layers.)"""
+    examples = example_inputs(spec, bucket)
+    return batched(examples, bucket.get(BATCH, 1)) if spec.batch else examples
 
 
 def bucket_shapes(spec: NetworkSpec, bucket: dict[str, int] | None) -> dict[str, list[int | str]]:
