@@ -146,7 +146,7 @@ def test_precision_times_each_precision_against_the_limit(tmp_path):
 
 def test_batching_times_each_batch_size_per_row_against_the_limit(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "batching.py"), "--network", "fastpitch-decoder", "--backend", "onnx",
+        [sys.executable, str(REPO / "benchmarks" / "batching.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
          "--rows", "1,3", "--frames", "24", "--repeats", "1", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=ENV,
     )

@@ -18,10 +18,8 @@ import torch
 import ttsstack
 from ttsstack import parity
 from ttsstack.compiler import compile_addon
-from ttsstack.runtime import RuntimeOptions
 from ttsstack.tolerances import STREAMING, WAVEFORM, for_backend
 
-from .concurrent import batched_round
 from .conftest import REPO, TEST_BACKENDS
 
 pytest.importorskip("transformers", reason='the conformance addons need the transformers extra: pip install -e ".[transformers]"')
@@ -81,18 +79,6 @@ def test_equals_the_library_forward(fs2, voices, backend):
         assert tolerance.passes(float((got_mel - mel).abs().max()), float(mel.abs().max()))
         assert float((got_audio - waveform).abs().max()) <= WAVEFORM.atol
         assert float(waveform.abs().max()) > 0.1  # a waveform worth comparing
-
-
-def test_concurrent_streams_batched_equal_each_alone(fs2, voices):
-    """Two streams of several sentences at once, batched on cpu: the library's masks keep rows apart, so
-    each waveform equals the same text streamed alone (which equals the library's forward) within WAVEFORM."""
-    _, compiled, _, _ = fs2
-    voice = ttsstack.load(compiled, "cpu", options=RuntimeOptions(batch=2, batch_wait_ms=20), compile_if_needed=False)
-    texts = ["Hi there. A conformer speaks. Then its vocoder sings!", "One. Two three. Four five six."]
-    for text, got in zip(texts, batched_round(voice, texts, audio=True)):
-        want = voices["cpu"].synthesize_audio(text)
-        assert got.shape == want.shape
-        assert float(np.abs(got - want).max()) <= WAVEFORM.atol
 
 
 def test_waveform_streams_exactly(fs2, voices):

@@ -23,8 +23,11 @@ zeros on padded steps (:func:`ttsstack.masking.masked_convolutions`; the
 library leaves its conformer convolutions unmasked). The duration predictor's
 output bias is set so that random weights speak 2 to 5 frames per token, as a
 trained model does (untrained, it rounds every duration to 0). The library's
-masks make rows independent, so every network is ``batch: true``: concurrent
-streams run as one batch (``RuntimeOptions.batch``).
+masks make rows independent, so ``--batch`` exports every network with a
+batch axis (``batch: true``: concurrent streams run as one batch, see
+``RuntimeOptions.batch``); the library reshapes with the batch size, which a
+TorchScript trace keeps as a constant, so the ``cpu`` backend then compiles
+them by AOTInductor (about 50 s each instead of a second).
 
 Needs the ``transformers`` extra: ``pip install -e ".[transformers]"``.
 """
@@ -179,8 +182,9 @@ def receptive_radius(hifigan: nn.Module, rate: int) -> int:
     return radius
 
 
-def addon_spec(config, hifigan_config, context: int, dims: dict) -> dict:
-    """The ``addon.yaml`` content for models of these configs; ``context`` is the vocoder's radius in frames."""
+def addon_spec(config, hifigan_config, context: int, dims: dict, batch: bool = False) -> dict:
+    """The ``addon.yaml`` content for models of these configs; ``context`` is the vocoder's radius in frames;
+    ``batch`` makes every network ``batch: true``."""
     hidden, n_mels, rate = config.hidden_size, config.num_mel_bins, samples_per_frame(hifigan_config)
     return {
         "format": 2,
@@ -190,16 +194,16 @@ def addon_spec(config, hifigan_config, context: int, dims: dict) -> dict:
         "frontend": {"type": "characters", "symbols": SYMBOLS, "pad": "_"},
         "networks": {
             "encoder": {"role": "encoder", "file": "networks/encoder.pt2", "context": "unbounded", "mask": "text_mask",
-                        "batch": True, "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
+                        "batch": batch, "inputs": {"tokens": {"shape": [1, "T_text"], "dtype": "int64"},
                                    "text_mask": {"shape": [1, "T_text"]}},
                         "outputs": {"encoded": {"shape": [1, "T_text", hidden]},
                                     "durations": {"shape": [1, "T_text"], "dtype": "int64"}}},
             "decoder": {"role": "decoder", "file": "networks/decoder.pt2", "context": "unbounded", "mask": "frames_mask",
-                        "batch": True, "inputs": {"frames": {"shape": [1, "T_frames", hidden]},
+                        "batch": batch, "inputs": {"frames": {"shape": [1, "T_frames", hidden]},
                                    "frames_mask": {"shape": [1, "T_frames"]}},
                         "outputs": {"mel": {"shape": [1, "T_frames", n_mels]}}},
             "vocoder": {"role": "vocoder", "file": "networks/vocoder.pt2", "context": context, "mask": "mel_mask",
-                        "batch": True, "inputs": {"mel": {"shape": [1, "T_frames", n_mels]}, "mel_mask": {"shape": [1, "T_frames"]}},
+                        "batch": batch, "inputs": {"mel": {"shape": [1, "T_frames", n_mels]}, "mel_mask": {"shape": [1, "T_frames"]}},
                         "outputs": {"audio": {"shape": [1, "T_samples"]}}},
         },
         "dims": {**dims, "T_samples": {"max": dims["T_frames"]["max"] * rate}},
@@ -213,11 +217,14 @@ DIMS = {"T_text": {"max": 512, "buckets": [64, 128, 256, 512]}, "T_frames": {"ma
 """Full-size dims: the relative position table of the library's conformer holds 2,500 steps."""
 
 
-def build_addon(folder: Path, config, hifigan_config, dims: dict = DIMS, seed: int = 0):
-    """Write the addon to ``folder``; return the seeded library models it was exported from (``model, hifigan``)."""
+def build_addon(folder: Path, config, hifigan_config, dims: dict = DIMS, seed: int = 0, batch: bool = False):
+    """Write the addon to ``folder``; return the seeded library models it was exported from (``model, hifigan``).
+
+    With ``batch`` every network is exported with a batch axis (``batch: true``).
+    """
     model, hifigan = seeded_models(config, hifigan_config, seed)
     rate = samples_per_frame(hifigan_config)
-    spec = addon_spec(config, hifigan_config, receptive_radius(hifigan, rate), dims)
+    spec = addon_spec(config, hifigan_config, receptive_radius(hifigan, rate), dims, batch)
     modules = {"encoder": EncoderNetwork(model), "decoder": DecoderNetwork(model), "vocoder": MaskedConvolutions(hifigan)}
     examples = {
         "encoder": {"tokens": torch.randint(1, len(SYMBOLS), (1, 11)), "text_mask": torch.ones(1, 11)},
@@ -241,13 +248,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the addon folder to write (replaced)")
     parser.add_argument("--tiny", action="store_true", help="the tests' small configs instead of the library's defaults")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", action="store_true", help="export every network with a batch axis (batch: true)")
     args = parser.parse_args()
     try:
         config, hifigan_config = tiny_configs() if args.tiny else full_configs()
     except ImportError as exc:
         sys.exit(str(exc))
     dims = {"T_text": {"max": 256, "buckets": [64]}, "T_frames": {"max": 1024, "buckets": [512]}} if args.tiny else DIMS
-    build_addon(args.out, config, hifigan_config, dims, args.seed)
+    build_addon(args.out, config, hifigan_config, dims, args.seed, args.batch)
     print(f"wrote {args.out}: compile with `ttsstack compile {args.out} -o COMPILED --backend all`")
 
 

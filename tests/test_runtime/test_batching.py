@@ -20,7 +20,7 @@ from ttsstack.runtime.batching import BatchingRunner, _Call, batching_runners, c
 from ttsstack.runtime.builder import RuntimeOptions
 from ttsstack.tolerances import BATCHED, for_backend
 
-from ..concurrent import batch_sizes, batched_round
+from ..concurrent_streams import batch_sizes, batched_round
 from ..tiny_addon import tiny_spec
 from ..tiny_tacotron import tiny_tacotron_modules, tiny_tacotron_spec
 
