@@ -129,14 +129,20 @@ def test_benchmarks_write_to_an_untracked_folder_unless_told_to_record(tiny_comp
     assert both.returncode == 2 and "either --record or --out" in both.stderr
 
 
-def test_precision_times_each_precision_against_the_limit(tmp_path):
+def _full_size_report(script: str, args: list[str], out: Path) -> dict:
+    """Run a full-size benchmark (``precision.py``, ``batching.py``) on the FastPitch-size decoder at 24 frames,
+    one timed call; its JSON report."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "precision.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
-         "--precision", "fp32,int8", "--frames", "24", "--repeats", "1", "--out", str(tmp_path)],
+        [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
+         "--frames", "24", "--repeats", "1", "--out", str(out), *args],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "precision.json").read_text())
+    return json.loads((out / f"{script}.json").read_text())
+
+
+def test_precision_times_each_precision_against_the_limit(tmp_path):
+    report = _full_size_report("precision", ["--precision", "fp32,int8"], tmp_path)
     rows = {row["precision"]: row for row in report["rows"]}
     assert set(rows) == {"fp32", "int8"} and report["host"]["cpu"]
     assert rows["fp32"]["mel_mae"] < 1e-5 < rows["int8"]["mel_mae"]  # int8 for real, fp32 exact
@@ -145,13 +151,7 @@ def test_precision_times_each_precision_against_the_limit(tmp_path):
 
 
 def test_batching_times_each_batch_size_per_row_against_the_limit(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "batching.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
-         "--rows", "1,3", "--frames", "24", "--repeats", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, env=ENV,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "batching.json").read_text())
+    report = _full_size_report("batching", ["--rows", "1,3"], tmp_path)
     one, three = sorted(report["rows"], key=lambda row: row["rows"])
     assert (one["rows"], three["rows"]) == (1, 3) and report["host"]["cpu"]
     assert three["gflops"] == pytest.approx(3 * one["gflops"])  # three rows of real work, counted
