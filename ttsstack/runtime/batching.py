@@ -83,8 +83,7 @@ def join_calls(spec: NetworkSpec, calls: list[Mapping[str, torch.Tensor]], rows:
     the batch up to a size a static artifact takes, repeating the first call.
     """
     axes = _dim_axes(spec, padded_dim(spec))
-    first = next(iter(axes), None)
-    lengths = [call[first].shape[axes[first]] if first else 0 for call in calls]
+    lengths = [_length(call, axes) for call in calls]
     longest = max(lengths)
     filler = [calls[0]] * ((rows or len(calls)) - len(calls))
     joined = {}
@@ -184,15 +183,15 @@ class BatchingRunner:
                 break
             self._cond.wait(remaining)
         first = self._queue[0]
-        batch, padded = [first], first.length
+        batch, padded, real = [first], first.length, first.length
         for call in self._queue[1:]:
             if len(batch) == self.max_batch:
                 break
             longest = max(padded, call.length)
-            real = sum(c.length for c in batch) + call.length
-            if call.key == first.key and (self.spec.states or longest * (len(batch) + 1) <= PADDING_BUDGET * real):
+            fits = self.spec.states or longest * (len(batch) + 1) <= PADDING_BUDGET * (real + call.length)
+            if call.key == first.key and fits:
                 batch.append(call)
-                padded = longest
+                padded, real = longest, real + call.length
         self._queue = [call for call in self._queue if call not in batch]
         return batch
 
