@@ -41,7 +41,11 @@ class RuntimeOptions:
     call alone. ``batch_wait_ms`` is the most a call waits for the other
     streams that called that network last time: 2 ms is a fraction of a
     decoder step on a CPU; an accelerator whose calls cost more may gather
-    larger batches with a longer wait.
+    larger batches with a longer wait. ``vocoder_thread`` decodes a stream's
+    mel in a thread of its own, up to two chunks ahead of the vocoder
+    (:mod:`~ttsstack.runtime.prefetch`), so the two compute at once; the
+    audio is the same. Word timings (``timings=True``) take the one-thread
+    path either way.
     """
 
     chunk_frames: int = 256
@@ -50,6 +54,7 @@ class RuntimeOptions:
     vocoder: str | None = None
     batch: int = 1
     batch_wait_ms: float = 2.0
+    vocoder_thread: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:

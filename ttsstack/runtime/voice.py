@@ -18,6 +18,7 @@ from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
 from .clauses import FLUSH_AFTER_S
 from .network import NetworkRunner
+from .prefetch import prefetched
 from .speakers import SpeakerChoice, speaker_tensors
 from .tempo import resample_time
 from .timings import TimedChunk, WordTiming, timed_frames, timings_support, with_words
@@ -152,6 +153,10 @@ class Voice:
             return
         yield from self._tempo((chunk[0].numpy() for chunk in self._mel_tensors(text, speed, speaker)), speed)
 
+    def _ahead(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """``chunks`` made in a thread of their own ahead of the vocoder, unless ``RuntimeOptions.vocoder_thread`` is off."""
+        return prefetched(chunks) if self.options.vocoder_thread else chunks
+
     def _tempo(self, chunks: Iterator[np.ndarray], speed: float) -> Iterator[np.ndarray]:
         """``chunks`` at ``speed``: resampled along time when no block of the stack applies it."""
         return resample_time(chunks, speed) if speed != 1.0 and not self.stack_reads_speed else chunks
@@ -185,7 +190,7 @@ class Voice:
         (:attr:`timings_unavailable`) raises :class:`~ttsstack.runtime.frontend.TimingsUnavailable`.
         """
         if not timings:
-            yield from self.vocoder.stream(self.stream(text, speed, speaker))
+            yield from self.vocoder.stream(self._ahead(self.stream(text, speed, speaker)))
             return
         found: list[WordTiming] = []
         audio = self.vocoder.stream(self._tempo(timed_frames(self, text, speed, speaker, found), speed))
@@ -241,7 +246,8 @@ class Voice:
         )
 
     def first_chunk_latency(self, text: str, speed: float = 1.0) -> tuple[float, float]:
-        """Seconds to the first mel chunk and to the first audio chunk of ``text``; the rest is never made.
+        """Seconds to the first mel chunk and to the first audio chunk of ``text``; the rest is never made
+        (but for the chunk or two the mel thread makes meanwhile, :attr:`RuntimeOptions.vocoder_thread`).
 
         What a listener waits for, measured without paying for the whole
         utterance, so latency can be sampled many times cheaply.
@@ -268,7 +274,7 @@ class Voice:
                 mels.append(chunk)
                 yield chunk
 
-        for chunk in self.vocoder.stream(recorded()):
+        for chunk in self.vocoder.stream(self._ahead(recorded())):
             yield chunk, first_mel, time.perf_counter() - start
 
     def tree(self) -> list[tuple[int, Block]]:
