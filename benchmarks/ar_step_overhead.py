@@ -1,7 +1,7 @@
 """Host overhead per step of the AutoregressiveDecoder block.
 
 Usage: python benchmarks/ar_step_overhead.py [--addon DIR] [--backend cpu,onnx ...]
-       [--steps 300] [--repeats 5] [--threads 1] [--text TEXT] [--out DIR | --record]
+       [--steps 300] [--runs 5] [--threads 1] [--text TEXT] [--out DIR | --record]
 
 The encoder runs once; then the block decodes exactly ``--steps`` steps (its
 stop token disabled), and every call of its bound step (the runner called with
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--backend", action=ListFlag, default=["cpu", "eager"], metavar="NAME",
                         help="backend to measure (repeatable or comma list)")
     parser.add_argument("--steps", type=int, default=300, help="decoder steps per run")
-    add_timing_flags(parser, repeats=5, each="backend")
+    add_timing_flags(parser, runs=5, each="backend")
     parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog.", help="text to encode")
     add_output_flags(parser)
     args = parser.parse_args()
@@ -199,7 +199,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     peaks = measure_peaks(args.threads)
-    rows = [run(args.addon, b, args.steps, args.repeats, args.text, peaks) for b in args.backend]
+    rows = [run(args.addon, b, args.steps, args.runs, args.text, peaks) for b in args.backend]
     print(f"limit: the step's weights ({rows[0]['weight_mb']:.1f} MB) at this host's GEMV bandwidth "
           f"({peaks['gemv_gbps']:.1f} GB/s, {args.threads} thread(s))")
     print(table(rows))
@@ -207,7 +207,7 @@ def main() -> None:
         "benchmark": "ar_step_overhead",
         "addon": str(args.addon.relative_to(ROOT) if args.addon.is_relative_to(ROOT) else args.addon),
         "text": args.text,
-        "repeats": args.repeats,
+        "runs": args.runs,
         "threads": args.threads,
         "host": host_description(),
         "peaks": peaks,

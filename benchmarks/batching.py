@@ -1,7 +1,7 @@
 """What batching across streams buys per call: full-size networks run at 1, 2, 4, 8 rows, timed against this host's limit.
 
 Usage: python benchmarks/batching.py [--backend cpu,onnx] [--rows 1,2,4,8] [--frames 256] [--text-length 100]
-       [--repeats 30] [--threads 1] [--out DIR | --record]
+       [--runs 30] [--threads 1] [--out DIR | --record]
 
 ``RuntimeOptions(batch=N)`` (``ttsstack serve --batch N``) runs the calls that
 concurrent streams make to one ``batch: true`` network as one call of up to N
@@ -19,7 +19,7 @@ two full-size networks of ``precision.py``, exported with a batch axis:
 
 Each network is compiled by each backend (the same ``compile`` and ``load``
 as ``ttsstack compile``), then called on one stream's inputs repeated to each
-number of ``--rows``: the median and the fastest of ``--repeats`` calls (fewer,
+number of ``--rows``: the median and the fastest of ``--runs`` calls (fewer,
 at least 3, past 10 s). ``ms/row`` is the fastest call over its rows,
 ``vs 1 row`` how many times less a row costs than alone, ``limit/row`` this
 host's lower bound per row (``host_peak.py``; its peaks measured at the
@@ -105,7 +105,7 @@ def main() -> int:
                         help="network to measure")
     parser.add_argument("--frames", type=int, default=256, help="frames of a decoder call (256: one chunk)")
     parser.add_argument("--text-length", type=int, default=100, help="tokens of the step network's memory")
-    add_timing_flags(parser, repeats=30, each="row")
+    add_timing_flags(parser, runs=30, each="row")
     add_output_flags(parser)
     args = parser.parse_args()
     sizes = [int(n) for n in args.rows]
@@ -122,14 +122,14 @@ def main() -> int:
             network = builders[name]()
             torch.export.save(network.program, Path(work) / f"{network.name}.pt2")
             for backend in args.backend:
-                rows += measure(network, backend, sizes, args.repeats, Path(work))
+                rows += measure(network, backend, sizes, args.runs, Path(work))
     peaks = best_peaks(first, measure_peaks.__wrapped__(args.threads))
     with_limits(rows, peaks)
     print(f"host: {host_description()['cpu']}, {args.threads} thread(s), best of the run's start and end: "
           f"sgemm {peaks['sgemm_gflops']:.1f} GFLOP/s, GEMV {peaks['gemv_gbps']:.1f} GB/s")
     print(table(rows))
     result = {"benchmark": "batching", "threads": args.threads, "frames": args.frames, "text_length": args.text_length,
-              "repeats": args.repeats, "host": host_description(), "peaks": peaks, "rows": rows}
+              "runs": args.runs, "host": host_description(), "peaks": peaks, "rows": rows}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -33,9 +33,11 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
                         help=f"write to {RECORDED.relative_to(HERE.parent)}/, the committed results the README quotes")
 
 
-def add_timing_flags(parser: argparse.ArgumentParser, *, repeats: int, each: str) -> None:
-    """``--repeats`` (timed runs of ``each``, the median kept) and ``--threads`` (torch's, ONNX Runtime's follow)."""
-    parser.add_argument("--repeats", type=int, default=repeats, help=f"timed runs per {each} (median)")
+def add_timing_flags(parser: argparse.ArgumentParser, *, runs: int, each: str) -> None:
+    """``--runs`` (timed runs of ``each``, the median kept; every benchmark spells it so) and ``--threads``
+    (torch's, ONNX Runtime's follow)."""
+    parser.add_argument("--runs", type=int, default=runs, help=f"timed runs per {each} (median)")
+    add_deprecated_alias(parser, "--repeats", "--runs", dest="runs", type=int)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (ONNX Runtime's follow: ttsstack sizes its sessions so)")
 

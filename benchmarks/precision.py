@@ -1,7 +1,7 @@
 """What ``ttsstack compile --precision`` buys: fp32, bf16, fp16 and int8 artifacts, timed against this host's limit.
 
 Usage: python benchmarks/precision.py [--backend cpu,onnx] [--precision fp32,bf16,fp16,int8] [--steps 100]
-       [--frames 860] [--text-length 100] [--repeats 50] [--threads 1] [--out DIR | --record]
+       [--frames 860] [--text-length 100] [--runs 50] [--threads 1] [--out DIR | --record]
 
 Two networks at full size, seeded weights, built from the bundled demos' model code:
 
@@ -19,7 +19,7 @@ Two networks at full size, seeded weights, built from the bundled demos' model c
 For each backend and precision the network is compiled by the backend itself
 (the same ``compile`` and ``load`` as ``ttsstack compile``), validated
 against the fp32 program with the precision's tolerance (``valid``: what
-``ttsstack compile`` would decide), and timed: the median of ``--repeats``
+``ttsstack compile`` would decide), and timed: the median of ``--runs``
 calls (fewer, at least 3, past 10 s; the step network on one step's inputs)
 and the fastest of them (``best ms``: on a shared host noise only adds time,
 so the fastest call is the closest to the code's cost; ``vs fp32`` and
@@ -201,7 +201,7 @@ def measure(network: Network, backend_name: str, precision: str, args, work: Pat
     except Exception as exc:  # noqa: BLE001 - reported, not fatal: the point is to see the error
         valid = "no: " + str(exc).splitlines()[1].strip()[:80]
     with torch.inference_mode():
-        seconds, fastest = call_seconds(lambda: runner(network.inputs), args.repeats)
+        seconds, fastest = call_seconds(lambda: runner(network.inputs), args.runs)
     want = _outputs(network, args.steps, reference)
     got = _outputs(network, args.steps, runner)
     flops = count_flops(network.program.module(), tuple(network.inputs.values()))
@@ -246,7 +246,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="autoregressive steps compared with fp32")
     parser.add_argument("--frames", type=int, default=860, help="frames of the decoder call (860: 10 s of audio)")
     parser.add_argument("--text-length", type=int, default=100, help="tokens of the step network's memory")
-    add_timing_flags(parser, repeats=50, each="row")
+    add_timing_flags(parser, runs=50, each="row")
     add_output_flags(parser)
     args = parser.parse_args()
     out = output_dir(parser, args) / "precision.json"
@@ -274,7 +274,7 @@ def main() -> None:
           f"sgemm {peaks['sgemm_gflops']:.1f} GFLOP/s, GEMV {peaks['gemv_gbps']:.1f} GB/s, copy {peaks['copy_gbps']:.1f} GB/s")
     print(table(rows))
     result = {"benchmark": "precision", "threads": args.threads, "steps": args.steps, "frames": args.frames,
-              "text_length": args.text_length, "repeats": args.repeats, "host": host_description(), "peaks": peaks,
+              "text_length": args.text_length, "runs": args.runs, "host": host_description(), "peaks": peaks,
               "rows": rows}
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

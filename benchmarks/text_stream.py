@@ -4,7 +4,7 @@ Feeds a text to ``Voice.stream_text`` word by word at ``--tokens-per-second``
 (an LLM's pace) and measures, from the first token, the time to the first
 audio chunk; then the same text given whole once its last token has arrived
 (``Voice.stream_audio``), the usual way. Reports the medians over
-``--repeat`` runs, the time the text took to arrive, and writes
+``--runs`` runs, the time the text took to arrive, and writes
 ``text_stream.json`` to ``--out`` (default ``benchmarks/out/``; ``--record``:
 ``benchmarks/results/``).
 
@@ -23,7 +23,7 @@ import anyio
 import torch
 
 import ttsstack
-from common import add_output_flags, output_dir, parser_for
+from common import add_deprecated_alias, add_output_flags, output_dir, parser_for
 
 TEXT = ("Sure, I can help with that. Your meeting moved to three thirty, and I will send the new invitation "
         "to everyone on the list right away.")
@@ -67,18 +67,19 @@ def main() -> None:
     parser.add_argument("--addon", default="ttsstack/demo_addon", help="addon folder (compiled, or source)")
     parser.add_argument("--backend", default="cpu", help="backend to load the addon on")
     parser.add_argument("--tokens-per-second", type=float, default=30.0, help="pace at which the text arrives")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each way; medians are reported")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each way; medians are reported")
+    add_deprecated_alias(parser, "--repeat", "--runs", dest="runs", type=int)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--text", default=TEXT, help="the text")
     add_output_flags(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     voice = ttsstack.load(args.addon, backend=args.backend)
-    streamed = [anyio.run(clause_by_clause, voice, args.text, args.tokens_per_second) for _ in range(args.repeat)]
-    whole = [whole_text(voice, args.text, args.tokens_per_second) for _ in range(args.repeat)]
+    streamed = [anyio.run(clause_by_clause, voice, args.text, args.tokens_per_second) for _ in range(args.runs)]
+    whole = [whole_text(voice, args.text, args.tokens_per_second) for _ in range(args.runs)]
     result = {
         "addon": voice.spec.name, "backend": args.backend, "threads": args.threads, "host": platform.node(),
-        "tokens": len(tokens(args.text)), "tokens_per_second": args.tokens_per_second, "repeat": args.repeat,
+        "tokens": len(tokens(args.text)), "tokens_per_second": args.tokens_per_second, "runs": args.runs,
         "text_arrival_s": statistics.median(s[1] for s in streamed),
         "first_audio_clause_by_clause_s": statistics.median(s[0] for s in streamed),
         "first_audio_whole_text_s": statistics.median(whole),

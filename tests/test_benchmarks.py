@@ -69,7 +69,7 @@ def test_ar_step_overhead_runs_on_a_static_backend(tiny_tacotron_compiled, tmp_p
     out = tmp_path / "ar_step_overhead.json"
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "ar_step_overhead.py"), "--addon", str(tiny_tacotron_compiled),
-         "--backend", "onnx-static", "--backend", "cpu", "--steps", "20", "--repeats", "1", "--text", "Hi.", "--out", str(tmp_path)],
+         "--backend", "onnx-static", "--backend", "cpu", "--steps", "20", "--runs", "1", "--text", "Hi.", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
@@ -134,7 +134,7 @@ def _full_size_report(script: str, args: list[str], out: Path) -> dict:
     one timed call; its JSON report."""
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), "--network", "fastpitch-decoder", "--backend", "cpu",
-         "--frames", "24", "--repeats", "1", "--out", str(out), *args],
+         "--frames", "24", "--runs", "1", "--out", str(out), *args],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr

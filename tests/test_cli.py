@@ -11,6 +11,7 @@ import soundfile as sf
 
 import ttsstack
 from ttsstack.cli import build_parser, main
+from ttsstack.cliflags import add_deprecated_alias
 
 
 def test_synthesize_writes_a_wav_and_mel(demo_compiled, tmp_path, capsys):
@@ -94,6 +95,16 @@ def test_list_flags_repeat_and_take_comma_lists_and_old_spellings_warn(capsys):
     assert parser.parse_args(["parity", "c", "--backends", "onnx,cpu"]).backend == ["onnx", "cpu"]
     assert "--backends is deprecated" in capsys.readouterr().err
     assert "--backends" not in _all_parsers()[1]["parity"].format_help()  # hidden: the help shows one spelling
+
+
+def test_an_old_spelling_of_a_one_value_flag_sets_the_new_one_and_warns(capsys):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    add_deprecated_alias(parser, "--repeats", "--runs", dest="runs", type=int)
+    assert parser.parse_args(["--repeats", "3"]).runs == 3
+    assert "--repeats is deprecated" in capsys.readouterr().err and "--repeats" not in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--repeats", "three"])  # the type is checked as for --runs
 
 
 def test_synthesize_says_which_defaults_it_used_and_prints_rtf(tiny_compiled, tmp_path, monkeypatch, capsys):

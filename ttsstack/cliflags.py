@@ -42,16 +42,21 @@ class ListFlag(argparse.Action):
         setattr(namespace, self.dest, list(current) + items)
 
 
-def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str) -> None:
-    """Accept ``old`` as a hidden spelling of the list flag ``new`` (same dest), warning on stderr."""
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, type=None) -> None:
+    """Accept ``old`` as a hidden spelling of ``new`` (same dest), warning on stderr: of the list flag ``new``,
+    or, with ``type``, of a flag taking one value of that type."""
+    base = ListFlag if type is None else argparse.Action
 
-    class _Deprecated(ListFlag):
+    class _Deprecated(base):
         def __call__(self, parser, namespace, values, option_string=None):
             print(f"warning: {old} is deprecated and will be removed in the next release; use {new}",
                   file=sys.stderr)
-            super().__call__(parser, namespace, values, option_string)
+            if type is None:
+                super().__call__(parser, namespace, values, option_string)
+            else:
+                setattr(namespace, self.dest, values)
 
-    parser.add_argument(old, dest=dest, action=_Deprecated, help=argparse.SUPPRESS)
+    parser.add_argument(old, dest=dest, action=_Deprecated, help=argparse.SUPPRESS, **({} if type is None else {"type": type}))
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
