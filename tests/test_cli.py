@@ -97,6 +97,13 @@ def test_list_flags_repeat_and_take_comma_lists_and_old_spellings_warn(capsys):
     assert "--backends" not in _all_parsers()[1]["parity"].format_help()  # hidden: the help shows one spelling
 
 
+def test_the_vocoder_thread_is_on_unless_turned_off():
+    parser = build_parser()
+    for command in (["serve", "--addon", "x"], ["synthesize", "--text", "Hi."]):
+        assert parser.parse_args(command).vocoder_thread
+        assert not parser.parse_args([*command, "--no-vocoder-thread"]).vocoder_thread
+
+
 def test_an_old_spelling_of_a_one_value_flag_sets_the_new_one_and_warns(capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)

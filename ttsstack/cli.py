@@ -134,7 +134,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    voice = load(args.addon, backend=args.backend, options=RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder))
+    voice = load(args.addon, backend=args.backend, options=RuntimeOptions(
+        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, vocoder_thread=args.vocoder_thread))
     loaded = time.perf_counter()
     result = voice.synthesize_timed(args.text, speed=args.speed)
     write_audio(args.output, result.audio, voice.sample_rate)
@@ -176,7 +177,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = open_access_warning(args.host, api_key)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    options = RuntimeOptions(args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, batch=args.batch)
+    options = RuntimeOptions(
+        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, batch=args.batch, vocoder_thread=args.vocoder_thread
+    )
     if args.ray:
         return _serve_on_ray(args, sources, limits, options, api_key)
     streams = max_concurrent * len(sources)
@@ -294,7 +297,8 @@ def _plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _chunk_flags(parser: argparse.ArgumentParser) -> None:
-    """``--chunk-frames``, ``--first-chunk-frames`` (the decoder's chunk schedule) and ``--vocoder``: ``RuntimeOptions``."""
+    """``--chunk-frames``, ``--first-chunk-frames`` (the decoder's chunk schedule), ``--vocoder`` and
+    ``--[no-]vocoder-thread``: ``RuntimeOptions``."""
     parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
                         help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
     parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
@@ -303,6 +307,9 @@ def _chunk_flags(parser: argparse.ArgumentParser) -> None:
                         help="vocoder type replacing the addon's `vocoder:` entry, e.g. GriffinLim for the demo "
                              f"without its vocoder network (registered: {', '.join(VOCODERS.names())}; "
                              "default: the addon's)")
+    parser.add_argument("--vocoder-thread", action=argparse.BooleanOptionalAction, default=RuntimeOptions.vocoder_thread,
+                        help="decode each stream's mel in a thread of its own, one chunk ahead of the vocoder, so the "
+                             "two compute at once (the audio is the same; --no-vocoder-thread on a one-core host)")
 
 
 def build_parser() -> argparse.ArgumentParser:
