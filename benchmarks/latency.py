@@ -1,6 +1,6 @@
 """First-chunk latency, total time, RTF and peak memory: ttsstack vs whole-utterance runs.
 
-Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--runs N] [--first-runs N]
+Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--runs N] [--first-runs N] [--inline]
        [--out DIR | --record]
 
 For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
@@ -12,7 +12,9 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
   framework. Its first audio is its total time.
 - ``whole-onnx``: the same whole-utterance calls in plain ONNX Runtime on the
   ONNX artifacts.
-- ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk.
+- ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk, the
+  mel a chunk ahead of the vocoder in its own thread; ``--inline`` adds
+  ``ttsstack-<backend>-inline``, both in one thread.
 
 Each cell is the median of several runs, after a warm-up run per system. That
 warm-up is the first call after ``ttsstack.load`` (which warms the stack up
@@ -162,13 +164,17 @@ def measure_interleaved(addon: str, loaded: list, text: str, runs: int, first_ru
     return cells
 
 
-def systems(compiled: Path, backends: list[str]):
-    """(name, voice, runner) for the naive baseline, whole-utterance backends and streaming backends."""
+def systems(compiled: Path, backends: list[str], inline: bool = False):
+    """(name, voice, runner) for the naive baseline, whole-utterance backends and streaming backends; with
+    ``inline``, each streaming backend also without the mel thread (``ttsstack-<backend>-inline``)."""
     yield "naive-eager", ttsstack.load(compiled, "eager", WHOLE, compile_if_needed=False), run_whole
     if "onnx" in backends:
         yield "whole-onnx", ttsstack.load(compiled, "onnx", WHOLE, compile_if_needed=False), run_whole
     for backend in backends:
         yield f"ttsstack-{backend}", ttsstack.load(compiled, backend, compile_if_needed=False), run_streaming
+        if inline:
+            one_thread = RuntimeOptions(vocoder_thread=False)
+            yield f"ttsstack-{backend}-inline", ttsstack.load(compiled, backend, one_thread, compile_if_needed=False), run_streaming
 
 
 def ratios(rows: list[Measurement]) -> list[dict]:
@@ -253,6 +259,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch intra-op threads (default 1: one stream's share of a serving host; "
                              "more threads on a busy host oversubscribe the cores)")
+    parser.add_argument("--inline", action="store_true",
+                        help="also stream each backend with its mel and vocoder in one thread "
+                             "(RuntimeOptions(vocoder_thread=False)), side by side with the mel thread")
     add_output_flags(parser)
     args = parser.parse_args()
     if args.addons_deprecated:
@@ -276,7 +285,7 @@ def main() -> None:
         else:
             compiled = args.out / "compiled" / source.parent.name
             compile_addon(source, compiled, backends, progress=False)
-        loaded = list(systems(compiled, backends))
+        loaded = list(systems(compiled, backends, args.inline))
         flops_per_s = flops_per_audio_second(loaded[0][1], texts[min(1, len(texts) - 1)].read_text().strip())
         first_calls = {name: runner(voice, texts[0].read_text().strip())["first_audio"]  # warm-up: first call after load
                        for name, voice, runner in loaded}

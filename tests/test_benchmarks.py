@@ -18,14 +18,14 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tiny_vocoder_compiled, tmp_path):
     out = tmp_path / "bench"
     result = subprocess.run(  # with Griffin-Lim, and with a vocoder network
-        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backend", "cpu",
+        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backend", "cpu", "--inline",
          "--addon", str(tiny_compiled), "--addon", str(tiny_vocoder_compiled), "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "latency.json").read_text())
     systems = {row["system"] for row in report["rows"]}
-    assert systems == {"naive-eager", "ttsstack-cpu"} and len({row["addon"] for row in report["rows"]}) == 2
+    assert systems == {"naive-eager", "ttsstack-cpu", "ttsstack-cpu-inline"} and len({row["addon"] for row in report["rows"]}) == 2
     assert all(row["first_audio_s"] <= row["total_s"] for row in report["rows"])
     for row in report["rows"]:  # RTF in its usual sense, the speed multiple beside it
         assert row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
