@@ -245,11 +245,9 @@ def test_windows_of_very_different_lengths_do_not_share_a_batch():
     postnet = BatchingRunner(ModuleRunner(spec.networks["postnet"], tiny_tacotron_modules(3.0)["postnet"]), 4, wait_s=0)
 
     def queued(runner, lengths):
-        runner._queue = [
-            _Call({"frames": torch.zeros(1, n, 8), "frames_mask": torch.ones(1, n)}, call_key(
-                {"frames": torch.zeros(1, n, 8), "frames_mask": torch.ones(1, n)}, {"frames": 1, "frames_mask": 1}), n, 0)
-            for n in lengths
-        ]
+        axes = {"frames": 1, "frames_mask": 1}
+        calls = [{"frames": torch.zeros(1, n, 8), "frames_mask": torch.ones(1, n)} for n in lengths]
+        runner._queue = [_Call(inputs, call_key(inputs, axes), n, 0) for inputs, n in zip(calls, lengths)]
         with runner._cond:
             return [call.length for call in runner._take()]
 

@@ -24,8 +24,14 @@ def _counting(n: int, made: list[int], closed: threading.Event, fail_at: int | N
         closed.set()
 
 
-def _producers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "ttsstack-prefetch"]
+def _no_producer_left(timeout_s: float = 5.0) -> bool:
+    """Whether every producer thread has ended, within ``timeout_s`` (a closed stream's producer ends at its next item)."""
+    deadline = time.monotonic() + timeout_s
+    while any(t.name == "ttsstack-prefetch" for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_items_come_in_order_made_in_another_thread():
@@ -38,7 +44,7 @@ def test_items_come_in_order_made_in_another_thread():
 
     assert list(prefetched(source())) == list(range(50))
     assert set(threads) != {threading.get_ident()}
-    assert not _producers()
+    assert _no_producer_left()
 
 
 def test_an_error_comes_after_the_items_before_it():
@@ -47,8 +53,8 @@ def test_an_error_comes_after_the_items_before_it():
     with pytest.raises(ValueError, match="item 3 is bad"):
         for item in prefetched(_counting(10, [], closed, fail_at=3)):
             got.append(item)
-    assert got == [0, 1, 2] and closed.is_set()
-    assert not _producers()
+    assert got == [0, 1, 2] and closed.wait(5)
+    assert _no_producer_left()
 
 
 def test_the_producer_runs_at_most_depth_items_ahead():
@@ -67,9 +73,32 @@ def test_closing_early_stops_the_producer_and_closes_the_source():
     stream = prefetched(_counting(10_000, made, closed))
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()
-    # close returns once the producer ended: the source was closed in its thread, not left running
-    assert closed.is_set() and not _producers()
+    # the producer stops at its next item and closes the source in its thread, not left running
+    assert closed.wait(5) and _no_producer_left()
     assert len(made) < 10
+
+
+def test_closing_does_not_wait_for_the_item_in_progress():
+    """The server closes a stream on its event loop: close must return while the producer is still inside
+    the source (a decoder window of a client who left), not stall every other stream until it ends."""
+    release, closed = threading.Event(), threading.Event()
+
+    def source():
+        try:
+            yield 0
+            release.wait(30)
+            yield 1
+        finally:
+            closed.set()
+
+    stream = prefetched(source())
+    assert next(stream) == 0
+    closer = threading.Thread(target=stream.close)
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive() and not closed.is_set()  # returned while the producer was busy
+    release.set()
+    assert closed.wait(5) and _no_producer_left()  # then the producer stopped at its next item
 
 
 @pytest.mark.parametrize("backend", ["cpu", "onnx"])

@@ -42,7 +42,7 @@ class RuntimeOptions:
     streams that called that network last time: 2 ms is a fraction of a
     decoder step on a CPU; an accelerator whose calls cost more may gather
     larger batches with a longer wait. ``vocoder_thread`` decodes a stream's
-    mel in a thread of its own, up to two chunks ahead of the vocoder
+    mel in a thread of its own, at most one chunk ahead of the vocoder
     (:mod:`~ttsstack.runtime.prefetch`), so the two compute at once; the
     audio is the same. Word timings (``timings=True``) take the one-thread
     path either way.

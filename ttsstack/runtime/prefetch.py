@@ -38,10 +38,11 @@ def prefetched(source: Iterator[Item], depth: int = AHEAD) -> Iterator[Item]:
     """The items of ``source``, produced in a background thread at most ``depth`` items ahead.
 
     An exception in ``source`` is raised here, with its traceback, after the
-    items before it. Closing this iterator early (a client went away) stops
-    the producer at its next item and closes ``source`` in its own thread;
-    the close returns once the producer has ended, so no work of a finished
-    stream outlives it.
+    items before it. Closing this iterator early (a client went away) returns
+    at once and stops the producer at its next item, which then closes
+    ``source`` in its own thread. Close does not wait for the item in
+    progress: the server closes a stream on its event loop, which must not
+    stall for a decoder window of another stream's client who left.
     """
     items: queue.Queue = queue.Queue(depth)
     stopped = threading.Event()
@@ -81,4 +82,3 @@ def prefetched(source: Iterator[Item], depth: int = AHEAD) -> Iterator[Item]:
             yield entry
     finally:
         stopped.set()
-        producer.join()
