@@ -11,6 +11,8 @@ weights (the structure is what matters, not the voice):
   at Tacotron 2's published sizes (512-unit embedding and encoder, 1024-unit
   attention and decoder LSTMs, 256-unit prenet, 128-unit attention with 32
   location filters of width 31, 512-channel postnet), Griffin-Lim vocoder;
+- ``tacotron2-vocoder``: the same with the demo voice's trained vocoder network
+  instead of Griffin-Lim (``serve_load.py`` batches it across streams);
 - ``speecht5``: SpeechT5 at its published size from the conformance addon
   (``addons/conformance/speecht5.py``), with its HiFi-GAN vocoder network.
 
@@ -33,6 +35,7 @@ import contextlib
 import importlib
 import json
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+import yaml
 
 import ttsstack
 from ttsstack.addon import parse_spec
@@ -51,6 +55,7 @@ from common import ListFlag, add_output_flags, output_dir, parser_for
 
 HERE = Path(__file__).resolve().parent
 ADDONS = HERE.parent / "addons"
+DEMO_ADDON = HERE.parent / "ttsstack" / "demo_addon"
 TEXTS = ["Attention, one frame at a time, until the stop token fires.",
          "The quick brown fox jumps over the lazy dog."]
 
@@ -101,6 +106,21 @@ def build_tacotron2(folder: Path) -> Path:
     return folder
 
 
+def build_tacotron2_vocoder(folder: Path) -> Path:
+    """``tacotron2`` with the demo voice's trained vocoder network in place of Griffin-Lim: what a production
+    voice serves, and a vocoder that batches across streams (``batch: true``) like the other networks."""
+    build_tacotron2(folder)
+    demo = yaml.safe_load((DEMO_ADDON / "addon.yaml").read_text())
+    spec = yaml.safe_load((folder / "addon.yaml").read_text())
+    spec["name"] = "tacotron2-full-vocoder"
+    spec["networks"]["vocoder"] = demo["networks"]["vocoder"]
+    spec["dims"].update({dim: demo["dims"][dim] for dim in ("T_mel", "T_samples")})
+    spec["vocoder"] = {"type": "Network", "network": "vocoder"}
+    shutil.copyfile(DEMO_ADDON / demo["networks"]["vocoder"]["file"], folder / demo["networks"]["vocoder"]["file"])
+    (folder / "addon.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
 def build_speecht5(folder: Path) -> Path:
     """SpeechT5 at its published size with seeded weights and its HiFi-GAN (the conformance addon's builder)."""
     sys.path.insert(0, str(ADDONS / "conformance"))
@@ -119,7 +139,8 @@ def build_speecht5(folder: Path) -> Path:
     return speecht5.build_addon(folder, model, vocoder, speecht5.seeded_speaker(config), dims=dims)
 
 
-BUILDERS: dict[str, Callable[[Path], Path]] = {"tacotron2": build_tacotron2, "speecht5": build_speecht5}
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "tacotron2": build_tacotron2, "tacotron2-vocoder": build_tacotron2_vocoder, "speecht5": build_speecht5}
 
 
 def addon_folder(model: str, work: Path) -> Path:

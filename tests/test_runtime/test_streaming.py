@@ -122,3 +122,36 @@ def test_chunks_double_from_the_first_up_to_the_rest():
     assert list(islice(chunk_sizes(32, 256), 6)) == [32, 64, 128, 256, 256, 256]
     assert list(islice(chunk_sizes(32, 100), 4)) == [32, 64, 100, 100]
     assert list(islice(chunk_sizes(64, 16), 3)) == [64, 16, 16]
+
+
+def test_a_later_sentence_goes_on_with_the_schedule():
+    """A piece after ``prior`` frames starts at that many (within first..rest), not small again."""
+    from itertools import islice
+
+    from ttsstack.runtime.blocks.windows import chunk_sizes
+
+    assert list(islice(chunk_sizes(8, 256, lead=3, prior=0), 3)) == [11, 16, 32]
+    assert list(islice(chunk_sizes(8, 256, lead=3, prior=40), 3)) == [43, 80, 160]
+    assert list(islice(chunk_sizes(8, 256, prior=5), 2)) == [8, 16]
+    assert list(islice(chunk_sizes(8, 256, prior=1000), 2)) == [256, 256]
+
+
+def test_second_sentence_chunks_are_not_restarted_small(demo_compiled, monkeypatch):
+    """The decoder's windows of a second sentence start at the frames already streamed; the mel is unchanged."""
+    options = RuntimeOptions(chunk_frames=64, first_chunk_frames=4, vocoder_thread=False)
+    voice = ttsstack.load(demo_compiled, backend="cpu", options=options)
+    block = voice.tree()[-1][1]
+    original = block.runner
+    windows: list[int] = []
+    monkeypatch.setattr(block, "runner", lambda inputs: windows.append(inputs["frames"].shape[1]) or original(inputs))
+    first_sentence = "A fairly long sentence that takes many decoder chunks to finish."
+    alone = len(voice.synthesize(first_sentence))
+    calls_alone = len(windows)
+    text = first_sentence + " And a second one, a little longer than a few frames."
+    mel = voice.synthesize(text)
+    second = windows[2 * calls_alone:]
+    context = block.spec.context
+    assert min(second[:-1]) > min(64, alone)  # its first window holds min(prior, 64) frames plus context
+    assert second[0] == min(64, alone) + voice.vocoder.lookahead + context
+    piecewise = np.concatenate([voice.synthesize(first_sentence), voice.synthesize("And a second one, a little longer than a few frames.")])
+    np.testing.assert_allclose(mel, piecewise, atol=STREAMING.atol)

@@ -176,8 +176,8 @@ class StaticDecoder(Decoder):
     only shrunk, never grown, so the first audio never waits for more frames.
     """
 
-    def chunk_schedule(self) -> Iterator[int]:
-        schedule, sizes = super().chunk_schedule(), _sizes(self.runner)[1]
+    def chunk_schedule(self, prior: int = 0) -> Iterator[int]:
+        schedule, sizes = super().chunk_schedule(prior), _sizes(self.runner)[1]
         if not sizes:
             return schedule
         context = self.spec.context

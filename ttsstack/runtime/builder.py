@@ -31,7 +31,9 @@ class RuntimeOptions:
     chunks need only stay ahead of playback, and long ones cost less per
     frame (each decoder window recomputes its context): 256 frames (3 s at
     22.05 kHz, hop 256) instead of 128 made the demo's mel of 4,011
-    characters 22% faster. ``sentence_split`` synthesizes one sentence
+    characters 22% faster. A later sentence goes on with the schedule
+    (its first chunk as long as what the sentences before it streamed), so
+    only the utterance starts small. ``sentence_split`` synthesizes one sentence
     at a time (first audio after the first sentence); off, sentences are
     packed into pieces as long as the encoders accept. ``vocoder`` names a
     vocoder type that replaces the addon's ``vocoder`` entry (``GriffinLim``

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .alignment import ALIGNMENT, Alignment
+from .blocks.windows import PRIOR_FRAMES
 from .frontend import TimingsUnavailable
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def timed_frames(voice: "Voice", text: str, speed: float, speaker, found: list[W
     for piece in voice.frontend.timed_pieces(text, voice.max_tokens, pack=not voice.options.sentence_split):
         alignment = Alignment(piece.words)
         frames = 0
-        for chunk in voice._piece(piece.tokens, {**controls, ALIGNMENT: alignment}):
+        for chunk in voice._piece(piece.tokens, {**controls, ALIGNMENT: alignment, PRIOR_FRAMES: before}):
             frames += chunk.shape[1]
             yield chunk[0].numpy()
             found.extend(_seconds(text, alignment.finished(), before, seconds_per_frame))

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from ..addon import AddonSpec
-from .blocks.base import Block, PieceTooLong
 from .alignment import ALIGNMENT
+from .blocks.base import Block, PieceTooLong
+from .blocks.windows import PRIOR_FRAMES
 from .batching import batching_runners
 from .builder import SPEED, BuildContext, RuntimeOptions, build_stack
 from .frontend import build_frontend, split_tokens
@@ -105,8 +106,11 @@ class Voice:
     @torch.inference_mode()
     def _mel_tensors(self, text: str, speed: float, speaker: SpeakerChoice = None) -> Iterator[torch.Tensor]:
         controls = self._call_controls(speed, speaker)
+        prior = 0  # frames of the pieces before this one: their schedule goes on (chunk_sizes)
         for tokens in self.frontend.pieces(text, self.max_tokens, pack=not self.options.sentence_split):
-            yield from self._piece(tokens, controls)
+            for chunk in self._piece(tokens, {**controls, PRIOR_FRAMES: prior}):
+                prior += chunk.shape[1]
+                yield chunk
 
     def _piece(self, tokens: torch.Tensor, controls: dict[str, torch.Tensor]) -> Iterator[torch.Tensor]:
         """The stream of one piece of tokens; split at word boundaries when a network cannot take it whole.

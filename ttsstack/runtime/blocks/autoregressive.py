@@ -22,7 +22,7 @@ from .base import (
     Wiring,
     single_network,
 )
-from .windows import chunk_sizes
+from .windows import chunk_sizes, prior_frames
 
 
 class DecoderCapWarning(RuntimeWarning):
@@ -209,7 +209,7 @@ class AutoregressiveDecoder(StreamableBlock):
         if self.cache_dim:
             cache_mask = torch.zeros(1, capacity, dtype=self.spec.inputs[self.spec.cache_mask].torch_dtype)
             states[self.spec.cache_mask] = cache_mask
-        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream, prior_frames(tensors))
         size, pending, count = next(sizes), [], 0
         frame, stop, pairs, caches = self.config.frame, self.config.stop, self.states.items(), self.caches.items()
         alignment = tensors.get(ALIGNMENT) if self.config.alignment else None

@@ -21,7 +21,7 @@ from .base import (
     require_upstream,
     single_network,
 )
-from .windows import chunk_sizes, run_whole, stream_windows
+from .windows import chunk_sizes, prior_frames, run_whole, stream_windows
 
 
 @BLOCKS.register("Decoder")
@@ -95,7 +95,7 @@ class Decoder(StreamableBlock):
             return crop_steps(out, self.output_axis, window.shape[1], left, count)
 
         if self.spec.bounded:
-            return stream_windows(upstream, run, self.spec.context, self.chunk_schedule())
+            return stream_windows(upstream, run, self.spec.context, self.chunk_schedule(prior_frames(tensors)))
 
         def run_at_most_max(whole: torch.Tensor, left: int, count: int) -> torch.Tensor:
             if whole.shape[1] > self.max_window:
@@ -114,10 +114,11 @@ class Decoder(StreamableBlock):
         """A bounded network's context (it emits a chunk once that many frames past it arrived); 0 when unbounded."""
         return self.spec.context if self.spec.bounded else 0
 
-    def chunk_schedule(self) -> Iterator[int]:
-        """Frames per output chunk: the options' :func:`chunk_sizes` led by the downstream lookahead, capped so a window fits the dim."""
+    def chunk_schedule(self, prior: int = 0) -> Iterator[int]:
+        """Frames per output chunk: the options' :func:`chunk_sizes` led by the downstream lookahead (going on from
+        ``prior`` frames of the utterance's earlier pieces), capped so a window fits the dim."""
         largest = self.max_window - 2 * self.spec.context
-        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream, prior)
         return (min(size, largest) for size in sizes)
 
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from ..alignment import ALIGNMENT
 from ..registry import BLOCKS
 from .base import BlockConfig, Stream, StreamableBlock, TensorInfo, Tensors, Wiring
-from .windows import chunk_sizes
+from .windows import chunk_sizes, prior_frames
 
 
 @BLOCKS.register("Upsampler")
@@ -54,7 +54,7 @@ class Upsampler(StreamableBlock):
             alignment.durations(repeats)
         ends = torch.cumsum(repeats, dim=0)
         total = int(ends[-1]) if len(ends) else 0
-        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream)
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.downstream, prior_frames(tensors))
         start = 0
         while start < total:
             stop = min(total, start + next(sizes))

@@ -17,7 +17,16 @@ Out = TypeVar("Out")
 Window = Callable[[torch.Tensor, int, int], Out]
 
 
-def chunk_sizes(first: int, rest: int, lead: int = 0) -> Iterator[int]:
+PRIOR_FRAMES = "ttsstack.prior_frames"
+"""Key, in a piece's stream tensors, of the frames its utterance streamed before it (an ``int``; absent: 0)."""
+
+
+def prior_frames(tensors) -> int:
+    """The frames the utterance streamed before this piece (:data:`PRIOR_FRAMES`), 0 for its first."""
+    return int(tensors.get(PRIOR_FRAMES, 0))
+
+
+def chunk_sizes(first: int, rest: int, lead: int = 0, prior: int = 0) -> Iterator[int]:
     """The chunk schedule: ``first`` (fast first audio), then doubling up to ``rest``: 8, 16, 32, ..., 256, 256, ...
 
     ``lead`` frames are added to the first chunk only: the lookahead of the
@@ -25,8 +34,15 @@ def chunk_sizes(first: int, rest: int, lead: int = 0) -> Iterator[int]:
     chunk ends ``lead`` frames past the grid's and the blocks after it can
     each emit their own chunk at once instead of waiting for the next one,
     which matters where every frame costs a decoder step.
+
+    ``prior`` is the frames the utterance already streamed before this piece
+    (a later sentence): its first chunk is then up to that many (at most
+    ``rest``) instead of ``first``. The schedule goes on across sentences
+    rather than starting small again, where each window's context costs most;
+    a chunk is still never longer than the audio made before it, so playback
+    that keeps up with the first sentence keeps up with the next.
     """
-    size = first
+    size = max(first, min(rest, prior))
     yield size + lead
     while True:
         size = min(2 * size, rest)
