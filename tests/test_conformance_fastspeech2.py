@@ -18,8 +18,10 @@ import torch
 import ttsstack
 from ttsstack import parity
 from ttsstack.compiler import compile_addon
+from ttsstack.runtime import RuntimeOptions
 from ttsstack.tolerances import STREAMING, WAVEFORM, for_backend
 
+from .concurrent_streams import batched_round
 from .conftest import REPO, TEST_BACKENDS
 
 pytest.importorskip("transformers", reason='the conformance addons need the transformers extra: pip install -e ".[transformers]"')
@@ -86,6 +88,22 @@ def test_waveform_streams_exactly(fs2, voices):
     chunks = list(voices["onnx-static"].stream_audio(TEXTS[1]))
     assert len(chunks) > 1
     assert np.abs(np.concatenate(chunks) - whole.synthesize_audio(TEXTS[1])).max() <= STREAMING.atol
+
+
+def test_concurrent_streams_batched_equal_each_alone(fs2, voices, tmp_path):
+    """The script's ``--batch`` build (every network ``batch: true``) on onnx: two streams of different
+    lengths at once run batched calls, the library's masks keep the rows apart, and each waveform equals the
+    same text streamed alone on the unbatched build (which equals the library's forward) within WAVEFORM."""
+    script = fs2[0]
+    config, hifigan_config = script.tiny_configs()
+    script.build_addon(tmp_path / "addon", config, hifigan_config, DIMS, seed=0, batch=True)
+    compile_addon(tmp_path / "addon", tmp_path / "compiled", ["onnx"], progress=False)
+    voice = ttsstack.load(tmp_path / "compiled", "onnx", options=RuntimeOptions(batch=2, batch_wait_ms=20), compile_if_needed=False)
+    texts = ["Hi there. A conformer speaks. Then its vocoder sings!", "One. Two three. Four five six."]
+    for text, got in zip(texts, batched_round(voice, texts, audio=True)):
+        want = voices["onnx"].synthesize_audio(text)
+        assert got.shape == want.shape
+        assert float(np.abs(got - want).max()) <= WAVEFORM.atol
 
 
 def test_passes_parity(fs2):
