@@ -205,7 +205,7 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         voice.max_tokens = max_tokens
         backend = BACKENDS.get(name)()
         precision = manifest.precision(name)
-        tolerance = for_backend(name, backend.device, precision)
+        tolerance = for_backend(name, backend.device, precision, manifest.routes(name))
         report.placements[name] = f"{backend.placement}, {precision}"
         ctx = BuildContext(voice.spec, voice.runners, backend.block_variants)
         for network, recorder in recorders.items():

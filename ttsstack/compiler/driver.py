@@ -165,9 +165,9 @@ def _compile_job(
     tried. When none works, the error names every route and why it failed.
     """
     reference = ModuleRunner(net_spec, program.module())
-    tolerance = for_backend(backend.name, backend.device, backend.precision)
     failures = []
     for route in backend.routes(net_spec):
+        tolerance = for_backend(backend.name, backend.device, backend.precision, [route] if route else [])
         rel = _artifact_name(net, backend, bucket, route)
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)

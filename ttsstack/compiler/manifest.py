@@ -55,6 +55,10 @@ class Manifest(BaseModel):
         found = {a.settings.get("precision", "fp32") for a in self.for_backend(backend)}
         return ", ".join(sorted(found)) or "fp32"
 
+    def routes(self, backend: str) -> list[str]:
+        """The routes ``backend``'s artifacts were compiled by (the ``cpu`` backend's ``torchscript``, ``aotinductor``)."""
+        return sorted({a.details["route"] for a in self.for_backend(backend) if "route" in a.details})
+
     def backends(self) -> list[str]:
         """Backends with at least one artifact."""
         return sorted({a.backend for a in self.artifacts})
