@@ -143,10 +143,13 @@ def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: P
     ttsstack's operators are translated by
     :func:`~ttsstack.backends.onnx_translations.custom_translation_table`.
     Symbolic axes of the inputs are renamed to the spec's dim names wherever
-    they appear (inputs, outputs, intermediate shapes).
+    they appear (inputs, outputs, intermediate shapes), and 1-D convolutions
+    run as 2-D ones (:func:`~ttsstack.backends.onnx_layout.conv1d_as_conv2d`:
+    ONNX Runtime's faster kernels).
     """
     import onnx
 
+    from .onnx_layout import conv1d_as_conv2d
     from .onnx_translations import custom_translation_table
 
     with _quiet_exporter(), _shared_torchlib_registry():
@@ -165,6 +168,7 @@ def export_onnx(model, args: tuple[torch.Tensor, ...], spec: NetworkSpec, out: P
         for d in value.type.tensor_type.shape.dim:
             if d.dim_param in names:
                 d.dim_param = names[d.dim_param]
+    conv1d_as_conv2d(proto)
     onnx.save_model(proto, str(out))
 
 
