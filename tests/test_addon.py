@@ -135,8 +135,13 @@ def test_audio_settings_are_bounded(field, value, message):
 
 
 def test_dim_sizes_are_bounded():
-    with pytest.raises(AddonError, match=r"dims\.T_frames\.max: Input should be less than or equal to 1048576"):
+    with pytest.raises(AddonError, match=r"dims\.T_frames\.max: Input should be less than or equal to 268435456"):
         parse_spec(_with(["dims", "T_frames"], {"max": 2**40}))
+
+
+def test_a_waveform_dim_may_hold_hours_of_samples():
+    """A full-size VITS declares 16,384 frames of 256 samples: its ``T_samples`` max is 4.2 million."""
+    assert parse_spec(_with(["dims", "T_frames"], {"max": 16384 * 256})).dims["T_frames"].max == 16384 * 256
 
 
 def _alias_bomb(levels: int) -> str:

@@ -42,7 +42,8 @@ DTYPES: dict[str, torch.dtype] = {
 MAX_SAMPLE_RATE = 384_000
 MAX_N_FFT = 1 << 15  # the STFT and filterbank sizes scale with it
 MAX_N_MELS = 512
-MAX_DIM = 1 << 20  # largest value of a named dim (a million frames is over three hours of audio)
+MAX_DIM = 1 << 28  # largest value of a named dim: a waveform's samples too (2**28 is 3.4 hours at 22.05 kHz;
+# 2**20, the bound before, refused a full-size VITS, whose 16,384 frames are 4.2 million samples)
 MAX_BATCH = 64
 """Largest batch a ``batch: true`` network is exported for unless the addon's ``batch.max`` says less."""
 BATCH = "batch"
