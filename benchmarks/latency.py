@@ -1,6 +1,6 @@
 """First-chunk latency, total time, RTF and peak memory: ttsstack vs whole-utterance runs.
 
-Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--runs N] [--first-runs N] [--inline]
+Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--text NAME,...] [--runs N] [--first-runs N] [--inline]
        [--out DIR | --record]
 
 For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 import ttsstack
+from ttsstack.addon import load_addon
 from ttsstack.compiler.driver import compile_addon, resolve_backends
 from ttsstack.compiler.manifest import MANIFEST_FILE
 from ttsstack.runtime import RuntimeOptions
@@ -253,6 +254,9 @@ def main() -> None:
     parser.add_argument("--addon", action="append", type=Path, default=None, metavar="DIR",
                         help="source or compiled addon folder (repeatable; default: every bundled addon)")
     parser.add_argument("--addons", nargs="+", type=Path, dest="addons_deprecated", help=argparse.SUPPRESS)
+    parser.add_argument("--text", action=ListFlag, default=None, metavar="NAME",
+                        help="texts of benchmarks/texts/ to run, by file name without .txt (repeatable or comma "
+                             "list; default: every one)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per cell (median)")
     parser.add_argument("--first-runs", type=int, default=15,
                         help="extra runs per streaming cell that stop at the first audio chunk (first-chunk medians)")
@@ -270,12 +274,17 @@ def main() -> None:
     args.addons = (args.addon or []) + (args.addons_deprecated or []) or ADDONS
     args.out = output_dir(parser, args)
     torch.set_num_threads(args.threads)
+    texts = sorted((HERE / "texts").glob("chars_*.txt"))
+    if args.text:
+        unknown = sorted(set(args.text) - {t.stem for t in texts})
+        if unknown:
+            parser.error(f"--text: no such text {', '.join(unknown)} (have {', '.join(t.stem for t in texts)})")
+        texts = [t for t in texts if t.stem in args.text]
 
     backends = [b.name for b in resolve_backends(args.backend)]
     peaks = measure_peaks(args.threads)
     print(f"limit: networks' FLOPs at this host's sgemm peak, {peaks['sgemm_gflops']:.1f} GFLOP/s "
           f"at {args.threads} thread(s)", file=sys.stderr)
-    texts = sorted((HERE / "texts").glob("chars_*.txt"))
     if args.quick:
         texts, args.runs, args.first_runs = texts[:2], 1, 1
     rows: list[Measurement] = []
@@ -283,7 +292,7 @@ def main() -> None:
         if (source / MANIFEST_FILE).is_file():
             compiled = source  # already compiled: use its artifacts as they are
         else:
-            compiled = args.out / "compiled" / source.parent.name
+            compiled = args.out / "compiled" / load_addon(source).spec.name
             compile_addon(source, compiled, backends, progress=False)
         loaded = list(systems(compiled, backends, args.inline))
         flops_per_s = flops_per_audio_second(loaded[0][1], texts[min(1, len(texts) - 1)].read_text().strip())

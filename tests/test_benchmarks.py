@@ -19,7 +19,8 @@ def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tiny_vocoder_compil
     out = tmp_path / "bench"
     result = subprocess.run(  # with Griffin-Lim, and with a vocoder network
         [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--backend", "cpu", "--inline",
-         "--addon", str(tiny_compiled), "--addon", str(tiny_vocoder_compiled), "--out", str(out)],
+         "--addon", str(tiny_compiled), "--addon", str(tiny_vocoder_compiled), "--text", "chars_0050,chars_1000",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=600, env=ENV,
     )
     assert result.returncode == 0, result.stderr
@@ -27,6 +28,7 @@ def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tiny_vocoder_compil
     systems = {row["system"] for row in report["rows"]}
     assert systems == {"naive-eager", "ttsstack-cpu", "ttsstack-cpu-inline"} and len({row["addon"] for row in report["rows"]}) == 2
     assert all(row["first_audio_s"] <= row["total_s"] for row in report["rows"])
+    assert {row["chars"] for row in report["rows"]} == {50, 1089}  # the texts asked for
     for row in report["rows"]:  # RTF in its usual sense, the speed multiple beside it
         assert row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
         assert row["speed_multiple"] == pytest.approx(1 / row["rtf"])
@@ -35,6 +37,12 @@ def test_latency_quick_runs_on_the_tiny_addon(tiny_compiled, tiny_vocoder_compil
     # every total beside this host's compute limit, and the host described with its peaks
     assert all(row["limit_s"] > 0 and row["x_limit"] == pytest.approx(row["total_s"] / row["limit_s"]) for row in report["rows"])
     assert report["host"]["cpu"] and report["peaks"]["sgemm_gflops"] > 0 and report["peaks"]["gemv_gbps"] > 0
+
+
+def test_latency_refuses_a_text_it_does_not_have(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latency.py"), "--text", "chars_0200,chars_9999",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, env=ENV)
+    assert result.returncode == 2 and "--text: no such text chars_9999 (have chars_0050" in result.stderr
 
 
 def test_static_overhead_quick_runs_on_the_tiny_addon(tiny_compiled, tmp_path):
