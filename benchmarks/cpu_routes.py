@@ -61,7 +61,7 @@ def bench_network(addon, name: str, lengths: list[int], runs: int, work: Path) -
             details = backend.compile(program, spec, dims, None, path, route)
             row["compile_s"] = time.perf_counter() - start
             runner = backend.load(NetworkArtifacts(name, spec, path, [Artifact(path, None, details)]))
-            validate_runner(name, "cpu", reference, runner, dims, None, for_backend("cpu"))
+            validate_runner(name, "cpu", reference, runner, dims, None, for_backend("cpu", routes=[route]))
         except Exception as exc:  # noqa: BLE001 - a failed route is a result here
             lines = [line for line in str(exc).splitlines() if line.strip()]
             row["failed"] = f"{type(exc).__name__}: {lines[-1].strip()[:120] if lines else ''}"

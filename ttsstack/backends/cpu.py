@@ -11,7 +11,9 @@ next route when validation fails):
    constant: transformers, conformers and flows fail validation here.
 2. ``aotinductor``: ``torch._inductor.aoti_compile_and_package`` of the
    exported program itself, dims kept symbolic, to a ``.pt2`` package of
-   native code loaded with ``torch._inductor.aoti_load_package``. It takes
+   native code, run through AOTInductor's C interface with the GIL released
+   (:mod:`ttsstack.backends.aoti_runtime`; ``aoti_load_package`` holds it
+   and is the fallback for packages that need more). It takes
    every network ``torch.export`` takes, and costs seconds to a minute of C++
    compilation per network. The code is built for a portable instruction-set
    level (``-march=x86-64-v3`` on an AVX2 host, ``x86-64-v4`` on AVX-512)
@@ -43,6 +45,7 @@ from pathlib import Path
 import torch
 
 from ..runtime.registry import BACKENDS
+from .aoti_runtime import AotiModel, UnsupportedPackage
 from .base import FP32, Backend, BackendError, ModuleRunner, NetworkArtifacts, trace_examples
 from .lowering import lower_to_aten
 from .torch_precision import CAST_DTYPES, cast_graph, quantize_graph
@@ -161,6 +164,12 @@ class CpuBackend(Backend):
         if artifact.details.get("route") == AOTINDUCTOR:
             from torch._inductor import aoti_load_package
 
+            try:
+                return ModuleRunner(network.spec, AotiModel(artifact.path))
+            except UnsupportedPackage:
+                pass  # torch's own loader runs it, holding the GIL during calls
+            except Exception as exc:  # noqa: BLE001 - a native loader error names nothing by itself
+                raise BackendError(f"network '{network.name}': AOTInductor package {artifact.path} failed to load: {exc}") from exc
             try:
                 return ModuleRunner(network.spec, aoti_load_package(str(artifact.path)))
             except Exception as exc:  # noqa: BLE001 - a native loader error names nothing by itself
