@@ -18,6 +18,7 @@ import torch
 
 import ttsstack
 from ttsstack.addon import AddonError, parse_spec
+from ttsstack.backends import BackendError
 from ttsstack.compiler import compile_addon
 from ttsstack.parity import check_parity
 from ttsstack.runtime import Voice
@@ -180,6 +181,19 @@ def test_cache_output_must_hold_one_slot():
     data["networks"]["decoder_step"]["outputs"]["step_keys"]["shape"][3] = 2
     with pytest.raises(AddonError, match=r"cache output 'step_keys' must have shape \[2, 1, 2, 1, 16\]"):
         parse_spec(data)
+
+
+def test_a_static_cache_too_large_to_allocate_is_refused_naming_the_dim():
+    data = _spec_with()
+    data["dims"]["T_cache"] = {"max": 1 << 20}  # allowed as a dim (waveform samples need that much), not as slots
+    spec = parse_spec(data)
+    static = BACKENDS.get("onnx-static")()
+    with pytest.raises(BackendError, match=r"cache dim 'T_cache' holds 1048576 slots in every artifact of static backend "
+                                           r"'onnx-static' .* give dims.T_cache.buckets"):
+        static.buckets(spec.networks["decoder_step"], spec.dims, [1])
+    data["dims"]["T_cache"] = {"max": 1 << 20, "buckets": [512]}
+    spec = parse_spec(data)
+    assert all(b["T_cache"] == 512 for b in static.buckets(spec.networks["decoder_step"], spec.dims, [1]))
 
 
 def test_the_build_script_names_the_extra_without_transformers(monkeypatch):

@@ -22,6 +22,10 @@ from .base import Artifact, Backend, BackendError, NetworkArtifacts
 from .static_blocks import StaticAutoregressiveDecoder, StaticDecoder, StaticNetworkBlock, StaticPostnet, StaticVocoder
 
 
+MAX_STATIC_CACHE_SLOTS = 1 << 16
+"""Most slots a ``cache`` dim may hold on a static backend: every artifact allocates them all (a dim's ``max``
+may reach 2**28 for waveform samples; a cache that size would not fit in memory)."""
+
 class StaticRunner:
     """A network's per-bucket artifacts behind one runner; a call must match a bucket exactly.
 
@@ -142,6 +146,13 @@ class StaticBackend(Backend):
     def _length_buckets(self, spec: NetworkSpec, dims: dict[str, DimSpec]) -> list[dict[str, int]]:
         """The buckets of the sequence dim (and the cache dims' capacity), checked as :meth:`buckets` says."""
         caches = {d: (dims[d].buckets or [dims[d].max])[-1] for d in spec.cache_dims}
+        for d, slots in caches.items():
+            if slots > MAX_STATIC_CACHE_SLOTS:
+                raise BackendError(
+                    f"cache dim '{d}' holds {slots} slots in every artifact of static backend '{self.name}' "
+                    f"(its largest bucket, else its max), over {MAX_STATIC_CACHE_SLOTS}: give dims.{d}.buckets "
+                    f"a size the decoder needs, or a smaller max"
+                )
         named = sorted({d for t in spec.inputs.values() for _, d in t.named_dims} - set(caches))
         if not named:
             return [dict(caches)]
