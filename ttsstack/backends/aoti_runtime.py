@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import tempfile
-import threading
 import zipfile
 from pathlib import Path
 
@@ -68,8 +67,8 @@ class AotiModel:
     """One AOTInductor package's model, called like the module it was exported from (tensors in, outputs out).
 
     The library is extracted to a private temporary folder kept while the model
-    lives; one model container runs one call at a time (calls of other threads
-    wait in the container, not on the GIL).
+    lives; its container holds one model instance, so calls of several threads
+    run one at a time, waiting in the container (not on the GIL).
     """
 
     def __init__(self, package: Path):
@@ -80,6 +79,8 @@ class AotiModel:
         lib.AOTInductorModelContainerRun.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                                      ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
         lib.AOTInductorModelContainerDelete.argtypes = [ctypes.c_void_p]
+        if hasattr(lib, "AOTInductorGetLastError"):
+            lib.AOTInductorGetLastError.restype = ctypes.c_char_p
         self._check(lib.AOTInductorModelContainerCreateWithDevice(ctypes.byref(handle), ctypes.c_size_t(1), b"cpu", None),
                     "create the model")
         self._container = handle
@@ -89,15 +90,11 @@ class AotiModel:
                     "read the call spec")
         self._outputs = outputs.value
         self._out_spec = pytree.treespec_loads(out_spec.value.decode())
-        self._lock = threading.Lock()  # the container holds one model instance: one call at a time
 
     def _check(self, code: int, what: str) -> None:
         if code != 0:
             last_error = getattr(self._lib, "AOTInductorGetLastError", None)
-            message = ""
-            if last_error is not None:
-                last_error.restype = ctypes.c_char_p
-                message = (last_error() or b"").decode(errors="replace")
+            message = (last_error() or b"").decode(errors="replace") if last_error else ""
             raise RuntimeError(f"AOTInductor model: could not {what}: {message or f'error code {code}'}")
 
     def __call__(self, *tensors: torch.Tensor):
@@ -106,9 +103,9 @@ class AotiModel:
         handles = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
         inputs = (ctypes.c_void_p * len(handles))(*(api.PyCapsule_GetPointer(h, None) for h in handles))
         outputs = (ctypes.c_void_p * self._outputs)()
-        with self._lock:  # the container takes (frees) the input handles and fills the output ones
-            code = self._lib.AOTInductorModelContainerRun(self._container, inputs, len(handles), outputs,
-                                                          self._outputs, None, None)
+        # the container takes (frees) the input handles and fills the output ones
+        code = self._lib.AOTInductorModelContainerRun(self._container, inputs, len(handles), outputs,
+                                                      self._outputs, None, None)
         self._check(code, "run")
         flat = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
             [api.PyCapsule_New(outputs[i], None, None) for i in range(self._outputs)])

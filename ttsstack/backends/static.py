@@ -26,6 +26,7 @@ MAX_STATIC_CACHE_SLOTS = 1 << 16
 """Most slots a ``cache`` dim may hold on a static backend: every artifact allocates them all (a dim's ``max``
 may reach 2**28 for waveform samples; a cache that size would not fit in memory)."""
 
+
 class StaticRunner:
     """A network's per-bucket artifacts behind one runner; a call must match a bucket exactly.
 
