@@ -53,6 +53,31 @@ def test_aotinductor_artifacts_are_held_to_their_own_bound(transformer_compiled)
     assert for_backend("cpu", precision="int8", routes=["aotinductor"]).atol > AOTINDUCTOR.atol  # precision's bound first
 
 
+def test_compile_validates_each_route_with_its_own_bound(tiny_addon, tmp_path, monkeypatch):
+    """An artifact 5e-5 off (as the full-size FastSpeech2-Conformer encoder's AOTInductor one was) is over
+    TorchScript's bound and within AOTInductor's: the text encoder's trace is rejected, its package kept."""
+    load = CpuBackend.load
+
+    def off_by_5e_5(self, network):
+        runner = load(self, network)
+        if network.name == "text_encoder":
+            module = runner.module
+
+            def shifted(*inputs):
+                out = module(*inputs)
+                out = (out,) if isinstance(out, torch.Tensor) else out
+                return tuple(t + 5e-5 if t.is_floating_point() else t for t in out)
+
+            runner.module = shifted
+        return runner
+
+    monkeypatch.setattr(CpuBackend, "load", off_by_5e_5)
+    compile_addon(tiny_addon, tmp_path / "out", ["cpu"], progress=False)
+    entry = next(a for a in read_manifest(tmp_path / "out").for_backend("cpu") if a.network == "text_encoder")
+    assert entry.details["route"] == "aotinductor"
+    assert "route torchscript: ValidationFailure" in entry.details["rejected"]
+
+
 def test_streamed_speech_equals_the_reference(transformer_compiled):
     cpu = ttsstack.load(transformer_compiled, backend="cpu").synthesize(TEXT)
     eager = ttsstack.load(transformer_compiled, backend="eager").synthesize(TEXT)
