@@ -117,6 +117,27 @@ def test_shape_expression_is_not_evaluated(tiny_copy, tmp_path):
     assert not marker.exists()
 
 
+def test_float_scale_in_shape_expression_loads(tmp_path):
+    """A size computed through a float scale (``interpolate(scale_factor=1/3)``) is written as ``Float('0.33...')``:
+    it loads, and a ``Float`` holding anything but a decimal is refused."""
+
+    class Downsample(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=1 / 3, mode="linear")
+
+    steps = torch.export.Dim("T", min=6, max=3000)
+    program = torch.export.export(Downsample(), (torch.randn(1, 2, 30),), dynamic_shapes=({2: steps},))
+    pt2 = tmp_path / "downsample.pt2"
+    torch.export.save(program, pt2)
+    assert read_program(pt2).module()(torch.randn(1, 2, 90)).shape == (1, 2, 30)
+
+    model = _member(pt2, "models/model.json").decode()
+    assert "Float('0.33333333333333331'" in model
+    _rewrite(pt2, {"models/model.json": model.replace("Float('0.33333333333333331'", "Float('__import__'").encode()})
+    with pytest.raises(ProgramFileError, match="member 'models/model.json': shape expression"):
+        read_program(pt2)
+
+
 def test_guard_code_is_not_executed(tiny_copy, tmp_path):
     """torch ``exec``s serialized guards when it builds the module: only checks on input sizes pass."""
     marker = tmp_path / "pwned"

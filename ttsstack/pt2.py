@@ -49,6 +49,9 @@ _WEIGHTS_CONFIG = f"data/weights/{MODEL}_weights_config.json"
 _CONSTANTS_CONFIG = f"data/constants/{MODEL}_constants_config.json"
 _PAYLOAD = re.compile(r"data/weights/weight_\d+|data/constants/tensor_\d+|extra/[A-Za-z0-9_.-]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# sympy's srepr writes a Float by its decimal string (``Float('0.0033333333333333335', precision=53)``), as
+# torch.export does for a size computed through a float scale (``F.interpolate(scale_factor=1/300)``).
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 # Node targets as serialized: operators (torch.ops.*, extension ops "#ns:op") and size arithmetic.
 _TARGET = re.compile(r"torch\.ops\.[A-Za-z0-9_.]+|_operator\.[a-z_]+|math\.[a-z]+|torch\._?sym_[a-z]+|#[A-Za-z0-9_]+:[A-Za-z0-9_.]+")
 
@@ -220,9 +223,9 @@ def _is_sympy_expression(text: str) -> bool:
             if not (isinstance(node.func, ast.Name) and node.func.id[:1].isupper()):
                 return False
             strings = [a for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-            if strings and (node.func.id != "Symbol" or node.args[0] is not strings[0] or len(strings) > 1):
+            if strings and (node.func.id not in ("Symbol", "Float") or node.args[0] is not strings[0] or len(strings) > 1):
                 return False
-            if strings and not _IDENTIFIER.fullmatch(strings[0].value):
+            if strings and not (_IDENTIFIER if node.func.id == "Symbol" else _DECIMAL).fullmatch(strings[0].value):
                 return False
             if any(not isinstance(k.value, ast.Constant) or k.arg is None for k in node.keywords):
                 return False
