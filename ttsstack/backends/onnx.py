@@ -111,8 +111,11 @@ def _shared_torchlib_registry():
     ``torch.onnx.export`` rebuilds that table (parsing every torchlib function,
     seconds each time) on every call, then registers the custom translations
     into it. Each export gets its own copy of the cached table, so those
-    registrations never pile up in the cache. The patch is undone on exit and
-    skipped when this torch has no such table.
+    registrations never pile up in the cache. The cached table also gets
+    ttsstack's translations of complex operators
+    (:func:`~ttsstack.backends.onnx_translations.complex_translations`), which
+    ``custom_translation_table`` cannot register. The patch is undone on exit
+    and skipped when this torch has no such table.
     """
     try:
         from torch.onnx._internal.exporter import _registration
@@ -122,10 +125,14 @@ def _shared_torchlib_registry():
         yield
         return
 
+    from .onnx_translations import complex_translations
+
     def cached(cls, *args, **kwargs):
         key = (args, tuple(sorted(kwargs.items())))
         if key not in _REGISTRIES:
             _REGISTRIES[key] = build.__func__(cls, *args, **kwargs)
+            for target, function in complex_translations().items():  # custom_translation_table registers real ones only
+                _REGISTRIES[key].register_op(target, function, is_complex=True)
         registry = copy.copy(_REGISTRIES[key])
         registry.functions = {target: list(found) for target, found in registry.functions.items()}
         return registry

@@ -86,6 +86,26 @@ def gru(
     return _recurrent("gru", x, lengths, [h0], weights, num_layers, bidirectional, batch_first)
 
 
+def mul_scalar_complex(self: TensorType, other: complex) -> TensorType:
+    """``aten.mul.Scalar`` of a complex tensor by a Python number (Vocos's ``x + 1j * y``).
+
+    The exporter carries a complex tensor as a real one with its real and
+    imaginary parts on a last axis of 2; torchlib has complex variants of
+    ``mul.Tensor``, ``add.Tensor`` and ``_fft_c2r`` but none of ``mul.Scalar``.
+    """
+    other = complex(other)
+    real = op.Slice(self, [0], [1], axes=[-1])
+    imag = op.Slice(self, [1], [2], axes=[-1])
+    a = op.CastLike(op.Constant(value_float=other.real), self)
+    b = op.CastLike(op.Constant(value_float=other.imag), self)
+    return op.Concat(op.Sub(op.Mul(real, a), op.Mul(imag, b)), op.Add(op.Mul(real, b), op.Mul(imag, a)), axis=-1)
+
+
+def complex_translations() -> dict[Callable, Callable]:
+    """Translations of ATen operators on complex tensors that torchlib lacks, registered with ``is_complex=True``."""
+    return {torch.ops.aten.mul.Scalar: mul_scalar_complex}
+
+
 def custom_translation_table() -> dict[Callable, Callable]:
     """The ``custom_translation_table`` argument of ``torch.onnx.export(..., dynamo=True)``."""
     return {torch.ops.ttsstack.lstm.default: lstm, torch.ops.ttsstack.gru.default: gru}
