@@ -168,3 +168,43 @@ def test_the_plain_module_streams_differently_from_a_too_short_window():
         short = module(mel[:, 21 - CONTEXT : 20 + CONTEXT])[:, (CONTEXT - 1) * SAMPLES_PER_FRAME : CONTEXT * SAMPLES_PER_FRAME]
     assert (exact - whole).abs().max() <= 1e-6
     assert (short - whole).abs().max() > 1e-6
+
+
+def _unbounded_voice(eager: Voice, frames_max: int | None = None, options: RuntimeOptions = SMALL) -> Voice:
+    """The tiny vocoder voice with its vocoder network declared ``context: unbounded`` (and ``T_frames`` capped)."""
+    spec = vocoder_spec()
+    spec["networks"]["vocoder"]["context"] = "unbounded"
+    if frames_max is not None:
+        spec["dims"]["T_frames"]["max"] = frames_max
+    spec = parse_spec(spec)
+    runners = dict(eager.runners, vocoder=ModuleRunner(spec.networks["vocoder"], eager.runners["vocoder"].module))
+    return Voice(spec, runners, options=options)
+
+
+def _vocoded_per_chunk(voice: Voice, frames: list[np.ndarray]) -> np.ndarray:
+    module = voice.runners["vocoder"].module
+    with torch.no_grad():
+        return np.concatenate([module(torch.from_numpy(f)[None], torch.ones(1, len(f))).reshape(-1).numpy() for f in frames])
+
+
+def test_an_unbounded_vocoder_speaks_each_piece_once_it_is_decoded(tiny_vocoder_compiled):
+    """Unbounded context: one run per sentence (not one at the end of the text), each on the sentence's whole frames."""
+    eager = ttsstack.load(tiny_vocoder_compiled, "eager", compile_if_needed=False, warmup=False)
+    voice = _unbounded_voice(eager)
+    frames = list(voice.stream(TEXT))
+    assert len(frames) == 2  # the two sentences, each gathered whole though the stack streams small chunks
+    chunks = list(voice.stream_audio(TEXT))
+    assert [len(c) for c in chunks] == [len(f) * SAMPLES_PER_FRAME for f in frames]
+    assert _error(np.concatenate(chunks), _vocoded_per_chunk(voice, frames)) <= 1e-6
+    whole = _unbounded_voice(eager, options=WHOLE).synthesize_audio(TEXT)
+    assert _error(np.concatenate(chunks), whole) <= STREAMING.atol
+
+
+def test_a_piece_longer_than_an_unbounded_vocoder_takes_is_split(tiny_vocoder_compiled):
+    """Past the vocoder's dim max the piece's tokens are split at word boundaries, as for an unbounded decoder."""
+    eager = ttsstack.load(tiny_vocoder_compiled, "eager", compile_if_needed=False, warmup=False)
+    longest = max(len(f) for f in _unbounded_voice(eager).stream(TEXT))
+    capped = _unbounded_voice(eager, frames_max=longest - 1)
+    frames = list(capped.stream(TEXT))
+    assert len(frames) > 2 and max(len(f) for f in frames) <= longest - 1
+    assert _error(np.concatenate(list(capped.stream_audio(TEXT))), _vocoded_per_chunk(capped, frames)) <= 1e-6

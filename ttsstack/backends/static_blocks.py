@@ -186,6 +186,10 @@ class StaticDecoder(Decoder):
     def call_window(self, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
         return run_in_buckets(self.runner, inputs, f"{self.label} network '{self.network}'")[self.output_name]
 
+    def most_steps(self) -> int:
+        sizes = _sizes(self.runner)[1]
+        return min(self.max_window, sizes[-1]) if sizes else self.max_window
+
 
 class StaticPostnet(StaticDecoder, Postnet):
     """``Postnet`` on a static-shape backend: the :class:`StaticDecoder` windows, the ``postnet`` network role."""

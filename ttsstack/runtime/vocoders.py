@@ -81,7 +81,8 @@ class NetworkVocoder:
     block, so the backend's variant runs it (static backends pad its windows
     to buckets) and a bounded ``context`` streams it exactly on overlapping
     windows of the voice's chunk schedule. The frames of the whole text are
-    one stream, as for Griffin-Lim: sentences join without a seam.
+    one stream, as for Griffin-Lim: sentences join without a seam. A network
+    with unbounded context runs once per piece instead (:attr:`piece_frames`).
     """
 
     def __init__(self, ctx: "BuildContext", wiring: Wiring, frames: str, network: str | None = None):
@@ -91,6 +92,8 @@ class NetworkVocoder:
         self.networks = (self.block.network,)
         self.lookahead = self.block.lookahead
         """The network's context: frames past a window's end it waits for."""
+        self.piece_frames = self.block.piece_frames
+        """Unbounded context: the most frames of a piece it takes; the Voice hands it each piece whole. Else None."""
 
     @torch.inference_mode()
     def stream(self, frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

@@ -119,12 +119,15 @@ class Voice:
         a flow) takes at most its largest bucket on a static backend, or its
         dim's max: the frame count is known only after the encoders ran, and
         the network raises :class:`PieceTooLong` before anything of the piece
-        streams. The piece's tokens are then cut after spaces or punctuation
+        streams. A vocoder network with unbounded context gets each piece
+        whole, in one chunk, and the same limit holds for it. The piece's tokens are then cut after spaces or punctuation
         into enough parts, each synthesized as if the text had been split there.
         """
         started = False
         try:
-            for chunk in self.root.stream({"tokens": tokens, **controls}, None):
+            chunks = self.root.stream({"tokens": tokens, **controls}, None)
+            limit = getattr(self.vocoder, "piece_frames", None)
+            for chunk in chunks if limit is None else _whole_piece(chunks, limit, self.vocoder.networks[0]):
                 started = True
                 yield chunk
         except PieceTooLong as exc:
@@ -345,3 +348,20 @@ def _max_tokens(spec: AddonSpec, runners: Mapping[str, NetworkRunner]) -> int:
                 if not net.bounded and static.get(dim):
                     limits.append(static[dim][-1])
     return min(limits) if limits else 1 << 31
+
+
+def _whole_piece(chunks: Iterator[torch.Tensor], limit: int, network: str) -> Iterator[torch.Tensor]:
+    """A piece's frame ``chunks`` as one chunk, for a vocoder network that runs once per piece (unbounded context).
+
+    Raises :class:`PieceTooLong` past ``limit`` frames, before anything of the piece streams (it is then split).
+    """
+    pieces = list(chunks)
+    if not pieces:
+        return
+    whole = torch.cat(pieces, dim=1)
+    if whole.shape[1] > limit:
+        raise PieceTooLong(
+            f"vocoder network '{network}': {whole.shape[1]} frames exceed the most it takes at once ({limit}) and "
+            f"the network has unbounded context", whole.shape[1], limit,
+        )
+    yield whole

@@ -109,6 +109,10 @@ class Decoder(StreamableBlock):
 
         return run_whole(upstream, run_at_most_max)
 
+    def most_steps(self) -> int:
+        """The most frames one call of the network takes: its dim's max (static backends: also their largest bucket)."""
+        return self.max_window
+
     @property
     def lookahead(self) -> int:
         """A bounded network's context (it emits a chunk once that many frames past it arrived); 0 when unbounded."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..registry import BLOCKS
-from .base import BlockConfig, StackError, TensorInfo, Wiring
+from ..noise import with_noise_inputs
+from .base import BlockConfig, PieceTooLong, StackError, Stream, TensorInfo, Tensors, Wiring
 from .decoder import Decoder
 
 
@@ -18,7 +19,9 @@ class Vocoder(Decoder):
     ``context`` (its receptive radius in frames) it runs on windows with that
     many frames of overlap each side and keeps the samples of the middle
     frames, so the streamed waveform equals a whole run's; ``context:
-    unbounded`` runs it once on the whole stream.
+    unbounded`` runs it once on each chunk it gets: the Voice then gathers
+    each piece's frames into one chunk (:attr:`piece_frames`), so such a
+    vocoder speaks a sentence as soon as its frames are decoded.
 
     The addon's ``vocoder: {type: Network}`` entry builds this block after the
     stack (see :class:`~ttsstack.runtime.vocoders.NetworkVocoder`); it reads
@@ -39,6 +42,30 @@ class Vocoder(Decoder):
                 f"return one waveform; it takes {', '.join(frames) or 'nothing'} and returns {', '.join(self.spec.outputs)}"
             )
         return frames[0], next(iter(self.spec.outputs))
+
+    @property
+    def piece_frames(self) -> int | None:
+        """With unbounded context, the most frames of one piece it takes (the Voice splits longer pieces); else None."""
+        return None if self.spec.bounded else self.most_steps()
+
+    def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
+        """Bounded context: :class:`Decoder`'s overlapping windows. Unbounded: one run per chunk (a whole piece)."""
+        if self.spec.bounded:
+            return super().stream(tensors, upstream)
+        return self._per_chunk(upstream)
+
+    def _per_chunk(self, upstream: Stream) -> Stream:
+        emitted = 0  # frames before this chunk's: its noise goes on from there, as in a windowed run
+        for chunk in upstream:
+            count = chunk.shape[1]
+            if count > self.most_steps():
+                raise PieceTooLong(
+                    f"{self.label} network '{self.network}': {count} frames exceed the most it takes at once "
+                    f"({self.most_steps()}) and the network has unbounded context", count, self.most_steps(),
+                )
+            inputs = with_noise_inputs(self.spec, {self.frames_name: chunk}, emitted, count)
+            emitted += count
+            yield self.call_window(inputs, count)
 
     def check(self, wiring: Wiring, upstream: str | None) -> str:
         """Read the stack's frame stream, whatever its name, if its channels and dtype fit the network's input."""
