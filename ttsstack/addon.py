@@ -178,13 +178,25 @@ class NetworkSpec(_Strict):
 
 
 class DimSpec(_Strict):
-    """A named dynamic dim: its largest value and the sizes static backends compile."""
+    """A named dynamic dim: its largest value, the sizes static backends compile, and its smallest value.
+
+    ``min`` (default 1) is for programs that need a few steps: a convolution
+    with reflect padding needs more steps than it pads. They are exported for
+    ``min..max``; the runtime pads a shorter call of a network with a
+    ``mask``/``lengths`` input up to ``min`` and crops its outputs, and refuses
+    one without, naming the dim.
+    """
 
     max: int = Field(gt=0, le=MAX_DIM)
     buckets: list[int] | None = None
+    min: int = Field(default=1, gt=0, le=MAX_DIM)
 
     @model_validator(mode="after")
     def _check_buckets(self) -> "DimSpec":
+        if self.min > self.max:
+            raise ValueError(f"min: {self.min} exceeds max {self.max}")
+        if self.buckets and self.buckets[0] < self.min:
+            raise ValueError(f"buckets: smallest bucket {self.buckets[0]} is below min {self.min}")
         if self.buckets is None:
             return self
         if not self.buckets:
@@ -196,6 +208,10 @@ class DimSpec(_Strict):
         if self.buckets[-1] > self.max:
             raise ValueError(f"buckets: largest bucket {self.buckets[-1]} exceeds max {self.max}")
         return self
+
+    def clamp(self, size: int) -> int:
+        """``size`` within ``min..max``."""
+        return max(self.min, min(size, self.max))
 
 
 class AudioSpec(_Strict):
@@ -295,8 +311,12 @@ class AddonSpec(_Strict):
         return {n: s for n, s in self.networks.items() if s.role == role}
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, as written to ``addon.yaml``."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """Plain data, as written to ``addon.yaml`` (a dim's ``min`` only where it is not 1)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for dim in data.get("dims", {}).values():
+            if dim.get("min") == 1:
+                del dim["min"]
+        return data
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -493,7 +513,7 @@ def load_addon(folder: str | Path) -> Addon:
 
 def dynamic_shapes_for(spec: AddonSpec, network: str) -> dict[str, dict[int, torch.export.Dim]]:
     """``torch.export`` dynamic shapes for one network, one shared ``Dim`` per named dim (and axis 0 of a batch network)."""
-    dims = {name: torch.export.Dim(name, min=1, max=d.max) for name, d in spec.dims.items()}
+    dims = {name: torch.export.Dim(name, min=d.min, max=d.max) for name, d in spec.dims.items()}
     net = spec.networks[network]
     batch = {0: torch.export.Dim(BATCH, min=1, max=spec.batch_dim.max)} if net.batch else {}
     return {t_name: {**batch, **{axis: dims[dim] for axis, dim in t_spec.named_dims}} for t_name, t_spec in net.inputs.items()}

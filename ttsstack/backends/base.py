@@ -210,7 +210,7 @@ TRACE_BATCH = 2  # rows a batch network is traced with: a trace of 1 row may rec
 def trace_examples(spec: NetworkSpec, dims: dict[str, DimSpec]) -> dict[str, torch.Tensor]:
     """What a dynamic backend traces or exports a network with: every named dim at :data:`TRACE_LENGTH`
     (or its max), and :data:`TRACE_BATCH` rows for a ``batch: true`` network."""
-    sizes = {d: min(TRACE_LENGTH, dims[d].max) for t in spec.inputs.values() for _, d in t.named_dims}
+    sizes = {d: dims[d].clamp(TRACE_LENGTH) for t in spec.inputs.values() for _, d in t.named_dims}
     examples = example_inputs(spec, sizes)
     return batched(examples, TRACE_BATCH) if spec.batch else examples
 

@@ -33,23 +33,20 @@ from typing import Iterator
 
 import torch
 
-from ..addon import NetworkSpec
 from ..runtime.blocks.autoregressive import AutoregressiveDecoder
 from ..runtime.blocks.base import PieceTooLong, Tensors
 from ..runtime.blocks.decoder import Decoder, Postnet
 from ..runtime.blocks.encoders import NetworkBlock
 from ..runtime.blocks.windows import stream_windows
 from ..runtime.blocks.vocoder import Vocoder
-from ..runtime.network import NetworkRunner, crop_steps, pad_steps, sequence_dim, step_length, time_axis, with_length_inputs
+from ..runtime.network import (
+    NetworkRunner, cropped_outputs, pad_steps, padded_window, sequence_dim, step_length, time_axis, with_length_inputs,
+)
 from .base import BackendError
 
 
 class BucketOverflow(BackendError, PieceTooLong):
     """A piece longer than the largest bucket of a network with unbounded context (the Voice splits the text)."""
-
-
-def _axis(spec_shape: list[int | str], dim: str) -> int | None:
-    return next((axis for axis, d in enumerate(spec_shape) if d == dim), None)
 
 
 def smallest_bucket(sizes: list[int], length: int) -> int:
@@ -81,7 +78,7 @@ def pad_to_bucket(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label:
             total,
             sizes[-1],
         )
-    return _window(spec, inputs, dim, smallest_bucket(sizes, total), 0, total)
+    return padded_window(spec, inputs, dim, smallest_bucket(sizes, total), 0, total)
 
 
 def run_in_buckets(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label: str) -> dict[str, torch.Tensor]:
@@ -94,44 +91,17 @@ def run_in_buckets(runner: NetworkRunner, inputs: dict[str, torch.Tensor], label
     total = step_length(spec, inputs)
     if not sizes or total <= sizes[-1] or not spec.bounded:
         padded = pad_to_bucket(runner, inputs, label)
-        return _crop(spec, dim, runner(padded), step_length(spec, padded), 0, total)
+        return cropped_outputs(spec, dim, runner(padded), step_length(spec, padded), 0, total)
     positions = torch.arange(total).unsqueeze(0)
 
     def window(span: torch.Tensor, left: int, count: int) -> dict[str, torch.Tensor]:
         start, stop = int(span[0, 0]), int(span[0, -1]) + 1
         size = smallest_bucket(sizes, stop - start)
-        return _crop(spec, dim, runner(_window(spec, inputs, dim, size, start, stop - start)), size, left, count)
+        return cropped_outputs(spec, dim, runner(padded_window(spec, inputs, dim, size, start, stop - start)), size, left, count)
 
     step = sizes[-1] - 2 * spec.context
     pieces = list(stream_windows(iter([positions]), window, spec.context, repeat(step)))
     return {name: torch.cat([p[name] for p in pieces], dim=time_axis(spec.outputs[name], dim)) for name in pieces[0]}
-
-
-def _window(
-    spec: NetworkSpec, inputs: dict[str, torch.Tensor], dim: str, size: int, start: int, length: int
-) -> dict[str, torch.Tensor]:
-    """Steps ``[start, start + length)`` of the inputs padded to ``size``, with the ``mask``/``lengths`` inputs set."""
-    padded = {}
-    for name, tensor in inputs.items():
-        axis = _axis(spec.inputs[name].shape, dim)
-        padded[name] = tensor if axis is None else pad_steps(tensor.narrow(axis, start, length), axis, size)
-    return with_length_inputs(spec, padded, size, length)
-
-
-def _crop(
-    spec: NetworkSpec, dim: str | None, outputs: dict[str, torch.Tensor], steps: int, start: int, length: int
-) -> dict[str, torch.Tensor]:
-    """The outputs made for input steps ``[start, start + length)`` of the ``steps`` run (outputs without a time axis as they are).
-
-    An output along another named dim holds a whole number of its steps per
-    ``dim`` step (a vocoder's samples per frame) and is cropped by as many
-    (:func:`~ttsstack.runtime.network.crop_steps`).
-    """
-    cropped = {}
-    for name, out in outputs.items():
-        axis = time_axis(spec.outputs[name], dim)
-        cropped[name] = out if axis is None else crop_steps(out, axis, steps, start, length)
-    return cropped
 
 
 def pad_caches(runner: NetworkRunner, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -38,8 +38,8 @@ def validation_sizes(spec: NetworkSpec, dims: dict[str, DimSpec], bucket: dict[s
     """Sizes of the named dims to validate at: the bucket itself, or a few lengths up to each max."""
     names = {d for t in spec.inputs.values() for _, d in t.named_dims}
     if bucket is not None:
-        return [{d: bucket.get(d, min(VALIDATION_LENGTHS[0], dims[d].max)) for d in names}]
-    return [{d: min(n, dims[d].max) for d in names} for n in VALIDATION_LENGTHS]
+        return [{d: bucket.get(d, dims[d].clamp(VALIDATION_LENGTHS[0])) for d in names}]
+    return [{d: dims[d].clamp(n) for d in names} for n in VALIDATION_LENGTHS]
 
 
 class DeclaredShapeError(RuntimeError):

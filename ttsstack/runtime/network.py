@@ -93,6 +93,33 @@ def pad_steps(tensor: torch.Tensor, axis: int, size: int) -> torch.Tensor:
     return torch.cat([tensor, tensor.new_zeros(shape)], dim=axis)
 
 
+def padded_window(
+    spec: NetworkSpec, inputs: dict[str, torch.Tensor], dim: str, size: int, start: int, length: int
+) -> dict[str, torch.Tensor]:
+    """Steps ``[start, start + length)`` of the inputs padded to ``size``, with the ``mask``/``lengths`` inputs set."""
+    padded = {}
+    for name, tensor in inputs.items():
+        axis = next((axis for axis, d in spec.inputs[name].named_dims if d == dim), None)
+        padded[name] = tensor if axis is None else pad_steps(tensor.narrow(axis, start, length), axis, size)
+    return with_length_inputs(spec, padded, size, length)
+
+
+def cropped_outputs(
+    spec: NetworkSpec, dim: str | None, outputs: dict[str, torch.Tensor], steps: int, start: int, length: int
+) -> dict[str, torch.Tensor]:
+    """The outputs made for input steps ``[start, start + length)`` of the ``steps`` run (outputs without a time axis as they are).
+
+    An output along another named dim holds a whole number of its steps per
+    ``dim`` step (a vocoder's samples per frame) and is cropped by as many
+    (:func:`crop_steps`).
+    """
+    cropped = {}
+    for name, out in outputs.items():
+        axis = time_axis(spec.outputs[name], dim)
+        cropped[name] = out if axis is None else crop_steps(out, axis, steps, start, length)
+    return cropped
+
+
 def step_length(spec: NetworkSpec, inputs: dict[str, torch.Tensor]) -> int:
     """The size of the sequence dim in the given data inputs (1 when the network has none)."""
     dim = sequence_dim(spec)

@@ -20,6 +20,7 @@ from .frontend import build_frontend, split_tokens
 from .clauses import FLUSH_AFTER_S
 from .network import NetworkRunner
 from .prefetch import prefetched
+from .short_calls import short_call_runners
 from .speakers import SpeakerChoice, speaker_tensors
 from .tempo import resample_time
 from .timings import TimedChunk, WordTiming, timed_frames, timings_support, with_words
@@ -63,6 +64,7 @@ class Voice:
         self.spec = spec
         self.backend = backend
         self.options = options or RuntimeOptions()
+        runners = short_call_runners(runners, spec.dims)
         self.runners = batching_runners(runners, self.options.batch, spec.batch_dim.max, self.options.batch_wait_ms / 1000)
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, self.runners, variants or {}, self.options)
