@@ -67,7 +67,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib
 import math
 import sys
 import types
