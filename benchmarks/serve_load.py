@@ -44,6 +44,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from common import ListFlag, add_output_flags, output_dir, parser_for
+from host_peak import host_description
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_TEXTS = [
@@ -195,8 +196,9 @@ def percentiles_ms(values: list[float]) -> dict[str, float | None]:
 
 
 def host() -> dict:
-    """The host the numbers come from, with its load average when the run started (the host may be shared)."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    """The host the numbers come from (CPU model, vector ISA, versions), with its load average when the run started
+    (the host may be shared)."""
+    return {**host_description(), "platform": platform.platform(),
             "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]}
 
 
