@@ -208,3 +208,38 @@ def test_a_piece_longer_than_an_unbounded_vocoder_takes_is_split(tiny_vocoder_co
     frames = list(capped.stream(TEXT))
     assert len(frames) > 2 and max(len(f) for f in frames) <= longest - 1
     assert _error(np.concatenate(list(capped.stream_audio(TEXT))), _vocoded_per_chunk(capped, frames)) <= 1e-6
+
+
+VOICES = {"low": [0.0, 0.0, 0.0, -0.5], "high": [0.25, 0.25, 0.25, 0.25]}
+
+
+def _speaker_voice(eager: Voice, options: RuntimeOptions = SMALL) -> Voice:
+    """The tiny vocoder voice with a ``speaker:`` entry whose embedding only the vocoder reads: it scales the waveform."""
+    spec = vocoder_spec()
+    spec["speaker"] = {"input": "speaker", "dim": 4, "voices": VOICES}
+    spec["networks"]["vocoder"]["inputs"]["speaker"] = {"shape": [1, 4]}
+    spec = parse_spec(spec)
+    base = eager.runners["vocoder"].module
+    conditioned = ModuleRunner(spec.networks["vocoder"], lambda mel, mel_mask, speaker: base(mel, mel_mask) * (1 + speaker.sum()))
+    return Voice(spec, dict(eager.runners, vocoder=conditioned), options=options)
+
+
+def test_a_vocoder_network_reads_the_calls_speaker_embedding(tiny_vocoder_compiled):
+    """A multi-speaker vocoder (VITS's decoder, a speaker-conditioned HiFi-GAN) gets the call's embedding with every window."""
+    eager = ttsstack.load(tiny_vocoder_compiled, "eager", compile_if_needed=False, warmup=False)
+    plain = eager.synthesize_audio(TEXT)
+    voice = _speaker_voice(eager)
+    for name, embedding in VOICES.items():
+        streamed = np.concatenate(list(voice.stream_audio(TEXT, speaker=name)))
+        assert _error(streamed, plain * (1 + sum(embedding))) <= STREAMING.atol
+    custom = np.concatenate(list(voice.stream_audio(TEXT, speaker=[1.0, 0.0, 0.0, 0.0])))
+    assert _error(custom, plain * 2) <= STREAMING.atol
+    assert _error(voice.synthesize_audio(TEXT), plain * 0.5) <= STREAMING.atol  # the first voice by default
+
+
+def test_a_vocoder_input_of_the_wrong_shape_for_the_speaker_is_refused():
+    spec = vocoder_spec()
+    spec["speaker"] = {"input": "speaker", "dim": 4, "voices": VOICES}
+    spec["networks"]["vocoder"]["inputs"]["speaker"] = {"shape": [1, 4, 1]}
+    with pytest.raises(StackError, match="speaker"):
+        plan_stack(parse_spec(spec))

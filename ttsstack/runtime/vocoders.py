@@ -17,7 +17,7 @@ role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from ..addon import AudioSpec
 from ..audio import GriffinLim, MelSettings
 from .blocks.base import StackError, Wiring
 from .registry import VOCODERS, RegistryError
+from .speakers import speaker_tensors
 
 if TYPE_CHECKING:
     from .builder import BuildContext
@@ -67,8 +68,8 @@ class GriffinLimVocoder:
         self.lookahead = self.griffin_lim.lookahead_frames
         """Mel frames past a block's end it waits for: what the stack's blocks add to their first chunk."""
 
-    def stream(self, mel_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Audio chunks as soon as their mel context has arrived."""
+    def stream(self, mel_chunks: Iterable[np.ndarray], tensors: Mapping[str, torch.Tensor] | None = None) -> Iterator[np.ndarray]:
+        """Audio chunks as soon as their mel context has arrived (``tensors``, the call's, are not read)."""
         return self.griffin_lim.stream(mel_chunks)
 
 
@@ -93,13 +94,19 @@ class NetworkVocoder:
         self.lookahead = self.block.lookahead
         """The network's context: frames past a window's end it waits for."""
         self.piece_frames = self.block.piece_frames
+        self.default_tensors = speaker_tensors(ctx.spec.speaker, None)
+        """The call's tensors when a caller gives none: the addon's first voice (nothing without ``speaker:``)."""
         """Unbounded context: the most frames of a piece it takes; the Voice hands it each piece whole. Else None."""
 
     @torch.inference_mode()
-    def stream(self, frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Waveform chunks (float32, mono) as soon as each window's right context has arrived."""
+    def stream(self, frame_chunks: Iterable[np.ndarray], tensors: Mapping[str, torch.Tensor] | None = None) -> Iterator[np.ndarray]:
+        """Waveform chunks (float32, mono) as soon as each window's right context has arrived.
+
+        ``tensors`` are the call's own (its speaker embedding), for a network
+        that reads them; None: :attr:`default_tensors`.
+        """
         frames = (torch.from_numpy(np.ascontiguousarray(chunk, np.float32)).unsqueeze(0) for chunk in frame_chunks)
-        for audio in self.block.stream({}, frames):
+        for audio in self.block.stream(dict(self.default_tensors if tensors is None else tensors), frames):
             yield audio.reshape(-1).numpy()
 
 

@@ -199,10 +199,12 @@ class Voice:
         (:attr:`timings_unavailable`) raises :class:`~ttsstack.runtime.frontend.TimingsUnavailable`.
         """
         if not timings:
-            yield from self.vocoder.stream(self._ahead(self.stream(text, speed, speaker)))
+            yield from self.vocoder.stream(self._ahead(self.stream(text, speed, speaker)), speaker_tensors(self.spec.speaker, speaker))
             return
         found: list[WordTiming] = []
-        audio = self.vocoder.stream(self._tempo(timed_frames(self, text, speed, speaker, found), speed))
+        audio = self.vocoder.stream(
+            self._tempo(timed_frames(self, text, speed, speaker, found), speed), speaker_tensors(self.spec.speaker, speaker)
+        )
         yield from with_words(audio, found, np.zeros(0, np.float32))
 
     def stream_text(

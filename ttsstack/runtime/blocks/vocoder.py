@@ -23,6 +23,10 @@ class Vocoder(Decoder):
     each piece's frames into one chunk (:attr:`piece_frames`), so such a
     vocoder speaks a sentence as soon as its frames are decoded.
 
+    Besides its frames it may take the call's speaker embedding (the input
+    the addon's ``speaker:`` entry names), as a multi-speaker HiFi-GAN or
+    VITS's decoder does: it is the same for every piece of a text.
+
     The addon's ``vocoder: {type: Network}`` entry builds this block after the
     stack (see :class:`~ttsstack.runtime.vocoders.NetworkVocoder`); it reads
     whatever frame stream the stack produces, so it is not placed in the stack.
@@ -33,13 +37,20 @@ class Vocoder(Decoder):
     class Config(BlockConfig):
         network: str | None = None
 
+    def __init__(self, config, ctx, path):
+        speaker = ctx.spec.speaker
+        self.call_inputs = {speaker.input} if speaker is not None else set()
+        """Inputs it may read besides its frames: the call's own tensors (the speaker embedding)."""
+        super().__init__(config, ctx, path)
+
     def stream_tensors(self, config, path: str) -> tuple[str, str]:
         """The network's one frame input and one waveform output."""
-        frames = list(self.spec.data_inputs)
+        frames = [name for name in self.spec.data_inputs if name not in self.call_inputs]
         if len(frames) != 1 or len(self.spec.outputs) != 1:
+            besides = "its mask/lengths" + (f" and the speaker input '{next(iter(self.call_inputs))}'" if self.call_inputs else "")
             raise StackError(
-                f"{path}: vocoder network '{self.network}' must take one frame input (besides its mask/lengths) and "
-                f"return one waveform; it takes {', '.join(frames) or 'nothing'} and returns {', '.join(self.spec.outputs)}"
+                f"{path}: vocoder network '{self.network}' must take one frame input (besides {besides}) and return "
+                f"one waveform; it takes {', '.join(self.spec.data_inputs) or 'nothing'} and returns {', '.join(self.spec.outputs)}"
             )
         return frames[0], next(iter(self.spec.outputs))
 
@@ -52,9 +63,9 @@ class Vocoder(Decoder):
         """Bounded context: :class:`Decoder`'s overlapping windows. Unbounded: one run per chunk (a whole piece)."""
         if self.spec.bounded:
             return super().stream(tensors, upstream)
-        return self._per_chunk(upstream)
+        return self._per_chunk({name: tensors[name] for name in self.extra_inputs}, upstream)
 
-    def _per_chunk(self, upstream: Stream) -> Stream:
+    def _per_chunk(self, extra: Tensors, upstream: Stream) -> Stream:
         emitted = 0  # frames before this chunk's: its noise goes on from there, as in a windowed run
         for chunk in upstream:
             count = chunk.shape[1]
@@ -63,7 +74,7 @@ class Vocoder(Decoder):
                     f"{self.label} network '{self.network}': {count} frames exceed the most it takes at once "
                     f"({self.most_steps()}) and the network has unbounded context", count, self.most_steps(),
                 )
-            inputs = with_noise_inputs(self.spec, {self.frames_name: chunk}, emitted, count)
+            inputs = with_noise_inputs(self.spec, {self.frames_name: chunk, **extra}, emitted, count)
             emitted += count
             yield self.call_window(inputs, count)
 
@@ -79,6 +90,8 @@ class Vocoder(Decoder):
                 f"{self.label}: network '{self.network}' takes {channels} channels per frame, but the stack's "
                 f"stream '{upstream}' from {got.writer} has {got.channels}"
             )
+        for name in self.extra_inputs:
+            wiring.read(self.label, name, rank=len(self.spec.inputs[name].shape), dtype=self.spec.inputs[name].dtype)
         info = TensorInfo.of(self.spec.outputs[self.output_name], self.label)
         wiring.write(self.label, self.output_name, info)
         return self.output_name
