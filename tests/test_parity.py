@@ -57,3 +57,38 @@ def test_vocoder_network_waveform_matches_the_reference_on_every_backend(tiny_vo
     stages = ["decoder", "duration_encoder", "text_encoder", "vocoder", "mel, whole", "audio, whole", "mel, streamed", "audio, streamed"]
     assert sorted((r.backend, r.stage) for r in report.rows) == sorted((b, s) for b in TEST_BACKENDS for s in stages)
     assert all(r.tolerance == WAVEFORM for r in report.rows if r.stage.startswith("audio"))
+
+
+def test_a_spectrum_comparison_holds_a_chaotic_phase_and_refuses_a_gain():
+    """``compare: spectrum``: a waveform whose phase drifted (a chaotic sine source) passes where samples fail."""
+    import numpy as np
+    import torch
+
+    from ttsstack.audio import MelSettings
+    from ttsstack.tolerances import SPECTRUM
+
+    settings = MelSettings(sample_rate=16000, n_fft=512, hop_length=128, win_length=512, n_mels=40, fmin=0.0, fmax=8000.0)
+    t = np.arange(16000) / 16000
+    envelope = 0.3 * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    want = torch.from_numpy(envelope * np.sin(2 * np.pi * 180 * t))
+    drifted = torch.from_numpy(envelope * np.sin(2 * np.pi * 180 * t + 0.8 + 0.5 * t))  # phase off by 0.8-1.3 rad
+    assert not WAVEFORM.passes((drifted - want).abs().max().item(), 0.0)
+
+    same = parity._SpectralErrors(settings)
+    same.add(drifted[None], want[None], "drifted")
+    assert same.passed and same.max_abs < SPECTRUM.atol, same.max_abs
+    louder = parity._SpectralErrors(settings)
+    louder.add(want[None] * 1.25, want[None], "louder")
+    assert not louder.passed and louder.max_abs > SPECTRUM.atol
+    shorter = parity._SpectralErrors(settings)
+    shorter.add(want[None, :-128], want[None], "shorter")
+    assert not shorter.passed and "shape" in shorter.detail
+
+
+def test_compare_spectrum_is_for_vocoder_networks_only():
+    from ttsstack.addon import NetworkSpec
+
+    entry = {"file": "n.pt2", "inputs": {"x": {"shape": [1, "T", 2]}}, "outputs": {"y": {"shape": [1, "T", 2]}}, "compare": "spectrum"}
+    assert NetworkSpec.model_validate({**entry, "role": "vocoder"}).compare == "spectrum"
+    with pytest.raises(ValueError, match="compare: 'spectrum' is for a waveform.*role is 'decoder'"):
+        NetworkSpec.model_validate({**entry, "role": "decoder"})

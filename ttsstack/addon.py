@@ -134,6 +134,11 @@ class NetworkSpec(_Strict):
     ``batch.max`` (:attr:`AddonSpec.batch_dim`), so the runtime may run the calls of several streams as one
     (:mod:`~ttsstack.runtime.batching`); rows are independent, and steps
     past a row's length are ignored through the ``mask``/``lengths`` input.
+    ``compare: spectrum`` (role ``vocoder`` only) has ``ttsstack parity``
+    compare its waveform by log-mel spectrum (:data:`~ttsstack.tolerances.SPECTRUM`)
+    instead of sample by sample: for a vocoder whose samples are chaotic in
+    its inputs (a sine source whose phase is integrated over the sentence),
+    where a float32 step moves samples far but not their spectrum.
     """
 
     role: str
@@ -148,6 +153,7 @@ class NetworkSpec(_Strict):
     cache_mask: str | None = None
     noise: dict[str, NoiseSpec] = Field(default_factory=dict)
     batch: bool = False
+    compare: Literal["samples", "spectrum"] = "samples"
 
     @field_validator("context")
     @classmethod
@@ -155,6 +161,12 @@ class NetworkSpec(_Strict):
         if isinstance(value, int) and value < 0:
             raise ValueError("must be >= 0 or 'unbounded'")
         return value
+
+    @model_validator(mode="after")
+    def _spectrum_for_vocoders(self) -> "NetworkSpec":
+        if self.compare == "spectrum" and self.role != "vocoder":
+            raise ValueError(f"compare: 'spectrum' is for a waveform, a network of role vocoder; this one's role is {self.role!r}")
+        return self
 
     @property
     def bounded(self) -> bool:

@@ -10,7 +10,10 @@ on whole utterances. For each backend the checks are:
 - the whole mel of each text, with the decoder run on whole pieces;
 - the streamed mel of each text, with the voice's default chunking;
 - for an addon whose vocoder is a network: the waveform of each text, whole
-  and streamed, with the :data:`~ttsstack.tolerances.WAVEFORM` tolerance.
+  and streamed, with the :data:`~ttsstack.tolerances.WAVEFORM` tolerance; a
+  vocoder declared ``compare: spectrum`` by the mean absolute difference of
+  log-mel spectrograms instead, within :data:`~ttsstack.tolerances.SPECTRUM`
+  (its row and the audio rows then read in log-mel units).
 
 Every backend and the reference split the texts into the same pieces: the
 shortest that any of them needs (a static backend's unbounded encoder takes at
@@ -43,7 +46,9 @@ from .runtime.builder import BuildContext, RuntimeOptions
 from .runtime.network import NetworkRunner
 from .runtime.registry import BACKENDS
 from .runtime.voice import Voice
-from .tolerances import WAVEFORM, Tolerance, for_backend
+from .audio import MelSettings, log_mel_spectrogram
+from .runtime.vocoders import mel_settings
+from .tolerances import SPECTRUM, WAVEFORM, Tolerance, for_backend
 
 DEFAULT_TEXTS = (
     "Hi.",
@@ -169,6 +174,40 @@ class _Errors:
         return ParityRow(backend, stage, self.max_abs, self.max_rel, self.tolerance, self.passed, self.detail, mean)
 
 
+class _SpectralErrors(_Errors):
+    """The worst mean absolute log-mel difference over several waveform comparisons (``compare: spectrum``)."""
+
+    def __init__(self, settings: MelSettings):
+        super().__init__(SPECTRUM)
+        self.settings = settings
+        self.short = 0
+
+    def add(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+        if got.shape != want.shape:
+            self.passed = False
+            self.detail = f"{what}: shape {tuple(got.shape)}, reference {tuple(want.shape)}"
+            return
+        if want.numel() <= self.settings.n_fft // 2:
+            self.short += 1  # too short for one STFT frame
+            self.detail = f"{self.short} waveform(s) too short for a spectrum, not compared"
+            return
+        spectra = [log_mel_spectrogram(t.reshape(-1).double().numpy(), self.settings) for t in (got, want)]
+        difference = float(abs(spectra[0] - spectra[1]).mean())
+        self.abs_sum += difference
+        self.count += 1
+        self.max_abs = max(self.max_abs, difference)
+        if not self.tolerance.passes(difference, 0.0):
+            self.passed = False
+
+
+def _waveform_errors(voice: Voice, tolerance: Tolerance, lengths_may_differ: bool) -> _Errors:
+    """How a voice's waveforms are compared: by log-mel spectrum for a vocoder declared ``compare: spectrum``."""
+    network = voice.vocoder.networks[0]
+    if voice.spec.networks[network].compare == "spectrum":
+        return _SpectralErrors(mel_settings(voice.spec.audio))
+    return _Errors(tolerance, lengths_may_differ)
+
+
 def _available(folder: Path, report: ParityReport) -> list[str]:
     names = []
     for name in read_manifest(folder).backends():
@@ -210,8 +249,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         ctx = BuildContext(voice.spec, voice.runners, backend.block_variants)
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
-            errors = _Errors(tolerance)
             spec = recorder.spec
+            errors = _SpectralErrors(mel_settings(voice.spec.audio)) if spec.compare == "spectrum" else _Errors(tolerance)
             fed = [*spec.data_inputs, *spec.states, *(n for n in (spec.position, spec.cache_mask) if n), *spec.noise]
             for inputs, want in recorder.calls:
                 got = block.call({n: inputs[n] for n in fed})
@@ -222,7 +261,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         whole.max_tokens = max_tokens
         for how, synth in (("whole", whole), ("streamed", voice)):
             reduced = precision != "fp32"
-            errors, waveform = _Errors(tolerance, reduced), _Errors(WAVEFORM if not reduced else tolerance, reduced)
+            errors = _Errors(tolerance, reduced)
+            waveform = _waveform_errors(voice, WAVEFORM if not reduced else tolerance, reduced) if vocoded else None
             for text, (mel, audio) in zip(texts, wanted):
                 got_mel, got_audio = _synthesize(synth, text, vocoded)
                 errors.add(got_mel, mel, f"text {text[:24]!r}")

@@ -48,7 +48,8 @@ phase of its source by ``atan2``, so a change of F0 by one float32 ulp
 (1e-7 relative) moves samples by up to 0.27 (RMS 0.19), and fp32 against
 fp64 differs by 0.24. No backend that reorders arithmetic meets the 1e-3
 waveform tolerance of ``ttsstack parity`` on voiced speech, while the frame
-networks pass.
+networks pass, so the vocoder declares ``compare: spectrum``: parity compares
+its waveform by log-mel spectrum instead (``ttsstack.tolerances.SPECTRUM``).
 
 The voice's style vector ``ref_s`` (256 values: acoustic half, prosody half)
 is the addon's ``speaker`` input. (Kokoro's voice files hold one such row per
@@ -449,7 +450,7 @@ def addon_spec(voice: torch.Tensor, dims: dict) -> dict:
                                    "style": {"shape": [1, STYLE]}},
                         "outputs": {"features": {"shape": [1, "T_frames", features]}}},
             "vocoder": {"role": "vocoder", "file": "networks/vocoder.pt2", "context": "unbounded", "mask": "features_mask",
-                        "noise": {"source_noise": {}, "phase_noise": {}},
+                        "noise": {"source_noise": {}, "phase_noise": {}}, "compare": "spectrum",
                         "inputs": {"features": {"shape": [1, "T_frames", features]}, "features_mask": {"shape": [1, "T_frames"]},
                                    "source_noise": {"shape": [1, "T_frames", SAMPLES_PER_FRAME * HARMONICS]},
                                    "phase_noise": {"shape": [1, "T_frames", HARMONICS]}},
