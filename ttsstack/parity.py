@@ -40,14 +40,15 @@ from typing import Sequence
 
 import torch
 
+from .addon import AddonSpec
+from .audio import MelSettings, log_mel_spectrogram
 from .compiler.manifest import read_manifest
 from .loader import load
 from .runtime.builder import BuildContext, RuntimeOptions
 from .runtime.network import NetworkRunner
 from .runtime.registry import BACKENDS
-from .runtime.voice import Voice
-from .audio import MelSettings, log_mel_spectrogram
 from .runtime.vocoders import mel_settings
+from .runtime.voice import Voice
 from .tolerances import SPECTRUM, WAVEFORM, Tolerance, for_backend
 
 DEFAULT_TEXTS = (
@@ -157,6 +158,10 @@ class _Errors:
             return
         if want.numel() == 0:
             return
+        self.compare(got, want, what)
+
+    def compare(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+        """Count one comparison of tensors of one shape: element by element."""
         difference = (got.double() - want.double()).abs()
         error = difference.max().item()
         scale = want.double().abs().max().item()
@@ -177,21 +182,17 @@ class _Errors:
 class _SpectralErrors(_Errors):
     """The worst mean absolute log-mel difference over several waveform comparisons (``compare: spectrum``)."""
 
-    def __init__(self, settings: MelSettings):
-        super().__init__(SPECTRUM)
+    def __init__(self, settings: MelSettings, lengths_may_differ: bool = False):
+        super().__init__(SPECTRUM, lengths_may_differ)
         self.settings = settings
         self.short = 0
 
-    def add(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
-        if got.shape != want.shape:
-            self.passed = False
-            self.detail = f"{what}: shape {tuple(got.shape)}, reference {tuple(want.shape)}"
-            return
+    def compare(self, got: torch.Tensor, want: torch.Tensor, what: str) -> None:
         if want.numel() <= self.settings.n_fft // 2:
             self.short += 1  # too short for one STFT frame
             self.detail = f"{self.short} waveform(s) too short for a spectrum, not compared"
             return
-        spectra = [log_mel_spectrogram(t.reshape(-1).double().numpy(), self.settings) for t in (got, want)]
+        spectra = [log_mel_spectrogram(t.reshape(-1).float().numpy(), self.settings) for t in (got, want)]
         difference = float(abs(spectra[0] - spectra[1]).mean())
         self.abs_sum += difference
         self.count += 1
@@ -200,11 +201,10 @@ class _SpectralErrors(_Errors):
             self.passed = False
 
 
-def _waveform_errors(voice: Voice, tolerance: Tolerance, lengths_may_differ: bool) -> _Errors:
-    """How a voice's waveforms are compared: by log-mel spectrum for a vocoder declared ``compare: spectrum``."""
-    network = voice.vocoder.networks[0]
-    if voice.spec.networks[network].compare == "spectrum":
-        return _SpectralErrors(mel_settings(voice.spec.audio))
+def _errors_for(spec: AddonSpec, network: str, tolerance: Tolerance, lengths_may_differ: bool = False) -> _Errors:
+    """How the outputs of ``network`` are compared: by log-mel spectrum for a vocoder declared ``compare: spectrum``."""
+    if spec.networks[network].compare == "spectrum":
+        return _SpectralErrors(mel_settings(spec.audio), lengths_may_differ)
     return _Errors(tolerance, lengths_may_differ)
 
 
@@ -250,7 +250,7 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         for network, recorder in recorders.items():
             block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
             spec = recorder.spec
-            errors = _SpectralErrors(mel_settings(voice.spec.audio)) if spec.compare == "spectrum" else _Errors(tolerance)
+            errors = _errors_for(voice.spec, network, tolerance)
             fed = [*spec.data_inputs, *spec.states, *(n for n in (spec.position, spec.cache_mask) if n), *spec.noise]
             for inputs, want in recorder.calls:
                 got = block.call({n: inputs[n] for n in fed})
@@ -262,7 +262,8 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         for how, synth in (("whole", whole), ("streamed", voice)):
             reduced = precision != "fp32"
             errors = _Errors(tolerance, reduced)
-            waveform = _waveform_errors(voice, WAVEFORM if not reduced else tolerance, reduced) if vocoded else None
+            audio_tolerance = WAVEFORM if not reduced else tolerance
+            waveform = _errors_for(voice.spec, voice.vocoder.networks[0], audio_tolerance, reduced) if vocoded else None
             for text, (mel, audio) in zip(texts, wanted):
                 got_mel, got_audio = _synthesize(synth, text, vocoded)
                 errors.add(got_mel, mel, f"text {text[:24]!r}")

@@ -4,11 +4,13 @@ A vocoder class is built once per voice as ``cls(ctx, wiring, frames, **options)
 the build context (addon spec, network runners, backend block variants), the
 stack's checked wiring and the name of the frame stream the stack produces,
 then the other keys of the addon's ``vocoder`` entry. It checks at build that
-it can read that stream, and ``stream(frame_chunks)`` turns float32
-``[frames, C]`` numpy chunks into float32 mono waveform chunks. ``networks``
-names the addon networks it runs (none for Griffin-Lim); ``lookahead`` (0 when
-absent) is the frames past a block's end it waits for, which the stack's
-blocks add to their first chunk so the vocoder can start on it.
+it can read that stream, and ``stream(frame_chunks, tensors=None)`` turns
+float32 ``[frames, C]`` numpy chunks into float32 mono waveform chunks
+(``tensors``: the call's own, its speaker embedding). ``networks`` names the
+addon networks it runs (none for Griffin-Lim); ``lookahead`` (0 when absent)
+is the frames past a block's end it waits for, which the stack's blocks add
+to their first chunk so the vocoder can start on it; ``piece_frames`` (None
+when absent) says it takes each piece's frames whole, at most that many.
 
 An addon without a ``vocoder`` entry gets ``Network`` when it has a network of
 role ``vocoder``, else ``GriffinLim`` (see :class:`~ttsstack.addon.AddonSpec`);
@@ -94,9 +96,9 @@ class NetworkVocoder:
         self.lookahead = self.block.lookahead
         """The network's context: frames past a window's end it waits for."""
         self.piece_frames = self.block.piece_frames
+        """Unbounded context: the most frames of a piece it takes; the Voice hands it each piece whole. Else None."""
         self.default_tensors = speaker_tensors(ctx.spec.speaker, None)
         """The call's tensors when a caller gives none: the addon's first voice (nothing without ``speaker:``)."""
-        """Unbounded context: the most frames of a piece it takes; the Voice hands it each piece whole. Else None."""
 
     @torch.inference_mode()
     def stream(self, frame_chunks: Iterable[np.ndarray], tensors: Mapping[str, torch.Tensor] | None = None) -> Iterator[np.ndarray]:

@@ -69,6 +69,8 @@ class Voice:
         self.frontend = build_frontend(spec.frontend.model_dump())
         ctx = BuildContext(spec, self.runners, variants or {}, self.options)
         self.root, self.output, self.vocoder = build_stack(ctx)
+        self.piece_frames: int | None = getattr(self.vocoder, "piece_frames", None)
+        """A vocoder that takes each piece whole (unbounded context): the most frames of a piece; else None."""
         self.channels = _stream_channels(spec, self.output)
         self.stack_reads_speed = SPEED in ctx.read_names
         """Whether a block applies ``speed`` (the Upsampler does); else :meth:`stream` resamples the mel."""
@@ -122,14 +124,16 @@ class Voice:
         dim's max: the frame count is known only after the encoders ran, and
         the network raises :class:`PieceTooLong` before anything of the piece
         streams. A vocoder network with unbounded context gets each piece
-        whole, in one chunk, and the same limit holds for it. The piece's tokens are then cut after spaces or punctuation
-        into enough parts, each synthesized as if the text had been split there.
+        whole, in one chunk, and the same limit holds for it. The piece's
+        tokens are then cut after spaces or punctuation into enough parts,
+        each synthesized as if the text had been split there.
         """
         started = False
         try:
             chunks = self.root.stream({"tokens": tokens, **controls}, None)
-            limit = getattr(self.vocoder, "piece_frames", None)
-            for chunk in chunks if limit is None else _whole_piece(chunks, limit, self.vocoder.networks[0]):
+            if self.piece_frames is not None:
+                chunks = _whole_piece(chunks, self.piece_frames, self.vocoder.networks[0])
+            for chunk in chunks:
                 started = True
                 yield chunk
         except PieceTooLong as exc:

@@ -21,7 +21,7 @@ from .base import (
     require_upstream,
     single_network,
 )
-from .windows import chunk_sizes, prior_frames, run_whole, stream_windows
+from .windows import Window, chunk_sizes, prior_frames, run_whole, stream_windows
 
 
 @BLOCKS.register("Decoder")
@@ -107,7 +107,11 @@ class Decoder(StreamableBlock):
                 )
             return run(whole, left, count)
 
-        return run_whole(upstream, run_at_most_max)
+        return self.run_unbounded(upstream, run_at_most_max)
+
+    def run_unbounded(self, upstream: Stream, run: Window) -> Stream:
+        """How a network with unbounded context runs over ``upstream``: once, on the whole piece."""
+        return run_whole(upstream, run)
 
     def most_steps(self) -> int:
         """The most frames one call of the network takes: its dim's max (static backends: also their largest bucket)."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..registry import BLOCKS
-from ..noise import with_noise_inputs
-from .base import BlockConfig, PieceTooLong, StackError, Stream, TensorInfo, Tensors, Wiring
+from .base import BlockConfig, StackError, Stream, TensorInfo, Wiring
 from .decoder import Decoder
+from .windows import Window
 
 
 @BLOCKS.register("Vocoder")
@@ -38,16 +38,15 @@ class Vocoder(Decoder):
         network: str | None = None
 
     def __init__(self, config, ctx, path):
-        speaker = ctx.spec.speaker
-        self.call_inputs = {speaker.input} if speaker is not None else set()
-        """Inputs it may read besides its frames: the call's own tensors (the speaker embedding)."""
+        self.speaker_input = ctx.spec.speaker.input if ctx.spec.speaker is not None else None
+        """The call's speaker embedding, which it may read besides its frames (None: the addon declares none)."""
         super().__init__(config, ctx, path)
 
     def stream_tensors(self, config, path: str) -> tuple[str, str]:
         """The network's one frame input and one waveform output."""
-        frames = [name for name in self.spec.data_inputs if name not in self.call_inputs]
+        frames = [name for name in self.spec.data_inputs if name != self.speaker_input]
         if len(frames) != 1 or len(self.spec.outputs) != 1:
-            besides = "its mask/lengths" + (f" and the speaker input '{next(iter(self.call_inputs))}'" if self.call_inputs else "")
+            besides = "its mask/lengths" + (f" and the speaker input '{self.speaker_input}'" if self.speaker_input else "")
             raise StackError(
                 f"{path}: vocoder network '{self.network}' must take one frame input (besides {besides}) and return "
                 f"one waveform; it takes {', '.join(self.spec.data_inputs) or 'nothing'} and returns {', '.join(self.spec.outputs)}"
@@ -59,24 +58,9 @@ class Vocoder(Decoder):
         """With unbounded context, the most frames of one piece it takes (the Voice splits longer pieces); else None."""
         return None if self.spec.bounded else self.most_steps()
 
-    def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
-        """Bounded context: :class:`Decoder`'s overlapping windows. Unbounded: one run per chunk (a whole piece)."""
-        if self.spec.bounded:
-            return super().stream(tensors, upstream)
-        return self._per_chunk({name: tensors[name] for name in self.extra_inputs}, upstream)
-
-    def _per_chunk(self, extra: Tensors, upstream: Stream) -> Stream:
-        emitted = 0  # frames before this chunk's: its noise goes on from there, as in a windowed run
-        for chunk in upstream:
-            count = chunk.shape[1]
-            if count > self.most_steps():
-                raise PieceTooLong(
-                    f"{self.label} network '{self.network}': {count} frames exceed the most it takes at once "
-                    f"({self.most_steps()}) and the network has unbounded context", count, self.most_steps(),
-                )
-            inputs = with_noise_inputs(self.spec, {self.frames_name: chunk, **extra}, emitted, count)
-            emitted += count
-            yield self.call_window(inputs, count)
+    def run_unbounded(self, upstream: Stream, run: Window) -> Stream:
+        """Unbounded context: one run per chunk, each a whole piece (the Voice gathers them, :attr:`piece_frames`)."""
+        return (run(chunk, 0, chunk.shape[1]) for chunk in upstream)
 
     def check(self, wiring: Wiring, upstream: str | None) -> str:
         """Read the stack's frame stream, whatever its name, if its channels and dtype fit the network's input."""
