@@ -1,6 +1,7 @@
 """First-chunk latency, total time, RTF and peak memory: ttsstack vs whole-utterance runs.
 
 Usage: python benchmarks/latency.py [--quick] [--backend cpu,onnx,...] [--addon DIR ...] [--text NAME,...] [--runs N] [--first-runs N] [--inline]
+       [--windows]
        [--out DIR | --record]
 
 For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
@@ -14,7 +15,9 @@ For every bundled addon and the fixed texts in ``benchmarks/texts/`` (about 50,
   ONNX artifacts.
 - ``ttsstack-<backend>``: streaming, sentence by sentence, chunk by chunk, the
   mel a chunk ahead of the vocoder in its own thread; ``--inline`` adds
-  ``ttsstack-<backend>-inline``, both in one thread.
+  ``ttsstack-<backend>-inline``, both in one thread; ``--windows`` adds
+  ``ttsstack-<backend>-windows``, a vocoder that has a stateful twin on
+  overlapping windows instead.
 
 Each cell is the median of several runs, after a warm-up run per system. That
 warm-up is the first call after ``ttsstack.load`` (which warms the stack up
@@ -168,17 +171,23 @@ def measure_interleaved(addon: str, loaded: list, text: str, runs: int, first_ru
     return cells
 
 
-def systems(compiled: Path, backends: list[str], inline: bool = False):
+def systems(compiled: Path, backends: list[str], inline: bool = False, windows: bool = False):
     """(name, voice, runner) for the naive baseline, whole-utterance backends and streaming backends; with
-    ``inline``, each streaming backend also without the mel thread (``ttsstack-<backend>-inline``)."""
+    ``inline``, each streaming backend also without the mel thread (``ttsstack-<backend>-inline``); with
+    ``windows``, each one whose vocoder streams through a stateful twin also on overlapping windows
+    (``ttsstack-<backend>-windows``)."""
     yield "naive-eager", ttsstack.load(compiled, "eager", WHOLE, compile_if_needed=False), run_whole
     if "onnx" in backends:
         yield "whole-onnx", ttsstack.load(compiled, "onnx", WHOLE, compile_if_needed=False), run_whole
     for backend in backends:
-        yield f"ttsstack-{backend}", ttsstack.load(compiled, backend, compile_if_needed=False), run_streaming
+        voice = ttsstack.load(compiled, backend, compile_if_needed=False)
+        yield f"ttsstack-{backend}", voice, run_streaming
         if inline:
             one_thread = RuntimeOptions(vocoder_thread=False)
             yield f"ttsstack-{backend}-inline", ttsstack.load(compiled, backend, one_thread, compile_if_needed=False), run_streaming
+        if windows and getattr(voice.vocoder, "block", None) is not None and voice.vocoder.block.twin:
+            on_windows = RuntimeOptions(stateful_vocoder=False)
+            yield f"ttsstack-{backend}-windows", ttsstack.load(compiled, backend, on_windows, compile_if_needed=False), run_streaming
 
 
 def ratios(rows: list[Measurement]) -> list[dict]:
@@ -269,6 +278,9 @@ def main() -> None:
     parser.add_argument("--inline", action="store_true",
                         help="also stream each backend with its mel and vocoder in one thread "
                              "(RuntimeOptions(vocoder_thread=False)), side by side with the mel thread")
+    parser.add_argument("--windows", action="store_true",
+                        help="also stream each backend whose vocoder has a stateful twin on overlapping windows "
+                             "(RuntimeOptions(stateful_vocoder=False)), side by side with the twin")
     add_output_flags(parser)
     args = parser.parse_args()
     if args.addons_deprecated:
@@ -297,7 +309,7 @@ def main() -> None:
         else:
             compiled = args.out / "compiled" / load_addon(source).spec.name
             compile_addon(source, compiled, backends, progress=False)
-        loaded = list(systems(compiled, backends, args.inline))
+        loaded = list(systems(compiled, backends, args.inline, args.windows))
         flops_per_s = flops_per_audio_second(loaded[0][1], texts[min(1, len(texts) - 1)].read_text().strip())
         first_calls = {name: runner(voice, texts[0].read_text().strip())["first_audio"]  # warm-up: first call after load
                        for name, voice, runner in loaded}

@@ -40,6 +40,19 @@ def test_cpu_backend_runs_aotinductor_artifacts_through_the_c_interface(transfor
         assert len(got) == len(want) and all(torch.equal(g, w) for g, w in zip(got, want))
 
 
+def test_a_view_input_reads_as_its_contiguous_copy(transformer_compiled):
+    """AOTInductor code indexes inputs by the strides it was built for: the runner hands it contiguous tensors."""
+    runner = ttsstack.load(transformer_compiled, backend="cpu", warmup=False).runners["decoder"]
+    spec = runner.spec
+    inputs = example_inputs(spec, {"T_frames": 40}, seed=3)
+    frames = next(n for n in spec.data_inputs if inputs[n].dtype.is_floating_point and inputs[n].dim() == 3)
+    view = torch.stack([inputs[frames], inputs[frames]], dim=-1)[..., 0]  # same values, strides of a view
+    assert not view.is_contiguous() and torch.equal(view, inputs[frames])
+    with torch.inference_mode():
+        want, got = runner(inputs), runner({**inputs, frames: view})
+    assert all(torch.equal(got[n], want[n]) for n in want)
+
+
 def test_calls_from_several_threads_each_get_their_own_outputs(transformer_compiled):
     model = AotiModel(_decoder_package(transformer_compiled))
     cases = {length: _inputs(transformer_compiled, length, seed=length) for length in (5, 17, 64, 130)}

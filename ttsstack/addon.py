@@ -97,6 +97,25 @@ class StateSpec(_Strict):
     cache: str | None = None
 
 
+class StatefulSpec(_Strict):
+    """Marks a network ``ttsstack compile`` derived to stream network ``of`` with kept states instead of windows.
+
+    Each call takes a chunk of ``of``'s frames, the chunk's first frame
+    index (input ``start``) and the sequence's length once known (input
+    ``end``, else a larger number), and returns as many frames' worth of
+    ``output`` steps, ``delay`` steps behind the chunk; its ``states`` carry
+    what each convolution keeps (:mod:`ttsstack.compiler.stateful`).
+    """
+
+    of: str
+    delay: int = Field(ge=0)
+    output: str
+    start: str
+    end: str
+    derivation: int = Field(ge=1)
+    """The version of the derivation that wrote it: a compile by a later one derives the twin again."""
+
+
 class NoiseSpec(_Strict):
     """A noise input the runtime fills: a standard normal draw times ``scale`` (VITS's sampling noise, say).
 
@@ -154,6 +173,7 @@ class NetworkSpec(_Strict):
     noise: dict[str, NoiseSpec] = Field(default_factory=dict)
     batch: bool = False
     compare: Literal["samples", "spectrum"] = "samples"
+    stateful: StatefulSpec | None = None
 
     @field_validator("context")
     @classmethod
@@ -176,7 +196,8 @@ class NetworkSpec(_Strict):
     @property
     def derived_inputs(self) -> set[str]:
         """Inputs the runtime fills itself (lengths, mask, recurrent state, cache position and mask, noise)."""
-        return {n for n in (self.lengths, self.mask, self.position, self.cache_mask) if n} | set(self.states) | set(self.noise)
+        stream = {self.stateful.start, self.stateful.end} if self.stateful else set()
+        return {n for n in (self.lengths, self.mask, self.position, self.cache_mask) if n} | set(self.states) | set(self.noise) | stream
 
     @property
     def cache_dims(self) -> set[str]:
@@ -424,6 +445,8 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 )
         if net.batch:
             _check_batch(f"{source}: networks.{net_name}", net)
+        if net.stateful is not None:
+            _check_stateful(f"{source}: networks.{net_name}.stateful", net, spec)
         for state_in, state in net.states.items():
             path = f"{source}: networks.{net_name}.states.{state_in}"
             if state_in not in net.inputs:
@@ -445,6 +468,20 @@ def _check_references(spec: AddonSpec, source: str) -> None:
                 )
             if given.dtype != taken.dtype:
                 raise AddonError(f"{path}: input dtype {given.dtype} does not match output '{state.output}' dtype {taken.dtype}")
+
+
+def _check_stateful(path: str, net: NetworkSpec, spec: "AddonSpec") -> None:
+    """A stateful twin names a network of the addon, its own output, and two inputs of one int64 element."""
+    stateful = net.stateful
+    if stateful.of not in spec.networks or spec.networks[stateful.of].stateful is not None:
+        raise AddonError(f"{path}.of: '{stateful.of}' is not a network of the addon it could stream")
+    if stateful.output not in net.outputs:
+        raise AddonError(f"{path}.output: '{stateful.output}' is not an output of the network")
+    for field in ("start", "end"):
+        name = getattr(stateful, field)
+        tensor = net.inputs.get(name)
+        if tensor is None or tensor.shape != [1] or tensor.dtype != "int64":
+            raise AddonError(f"{path}.{field}: '{name}' must be an int64 input of shape [1]")
 
 
 def _check_batch(path: str, net: NetworkSpec) -> None:

@@ -107,6 +107,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     except CompileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for network, how in report.streaming.items():
+        print(f"{network}: streams by {how}")
     if report.reused and not report.compiled:
         print(f"{args.output}: up to date ({len(report.reused)} artifacts unchanged), nothing to compile")
     else:
@@ -135,7 +137,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     voice = load(args.addon, backend=args.backend, options=RuntimeOptions(
-        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, vocoder_thread=args.vocoder_thread))
+        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, vocoder_thread=args.vocoder_thread,
+        stateful_vocoder=args.stateful_vocoder))
     loaded = time.perf_counter()
     result = voice.synthesize_timed(args.text, speed=args.speed)
     write_audio(args.output, result.audio, voice.sample_rate)
@@ -178,7 +181,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     options = RuntimeOptions(
-        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, batch=args.batch, vocoder_thread=args.vocoder_thread
+        args.chunk_frames, args.first_chunk_frames, vocoder=args.vocoder, batch=args.batch, vocoder_thread=args.vocoder_thread,
+        stateful_vocoder=args.stateful_vocoder,
     )
     if args.ray:
         return _serve_on_ray(args, sources, limits, options, api_key)
@@ -297,8 +301,8 @@ def _plugin_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _chunk_flags(parser: argparse.ArgumentParser) -> None:
-    """``--chunk-frames``, ``--first-chunk-frames`` (the decoder's chunk schedule), ``--vocoder`` and
-    ``--[no-]vocoder-thread``: ``RuntimeOptions``."""
+    """``--chunk-frames``, ``--first-chunk-frames`` (the decoder's chunk schedule), ``--vocoder``,
+    ``--[no-]vocoder-thread`` and ``--[no-]stateful-vocoder``: ``RuntimeOptions``."""
     parser.add_argument("--chunk-frames", type=_positive, default=RuntimeOptions.chunk_frames, metavar="N",
                         help="largest mel chunk the decoder emits; chunks double from --first-chunk-frames up to it")
     parser.add_argument("--first-chunk-frames", type=_positive, default=RuntimeOptions.first_chunk_frames, metavar="N",
@@ -310,6 +314,10 @@ def _chunk_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocoder-thread", action=argparse.BooleanOptionalAction, default=RuntimeOptions.vocoder_thread,
                         help="decode each stream's mel in a thread of its own, one chunk ahead of the vocoder, so the "
                              "two compute at once (the audio is the same; --no-vocoder-thread on a one-core host)")
+    parser.add_argument("--stateful-vocoder", action=argparse.BooleanOptionalAction,
+                        default=RuntimeOptions.stateful_vocoder,
+                        help="stream a vocoder network through the stateful twin compile derived for it, vocoding "
+                             "each frame once (the audio is the same; --no-stateful-vocoder: overlapping windows)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,8 +58,8 @@ DEFAULT_TEXTS = (
     "outnumber the largest shape bucket that a static backend compiles for the text, and its frames fill a great "
     "many decoder windows, which is exactly where any padding or windowing mistake would show up in the mel.",
 )
-WHOLE = RuntimeOptions(chunk_frames=1 << 30, first_chunk_frames=1 << 30)
-"""Options that make the decoder run once on each whole piece."""
+WHOLE = RuntimeOptions(chunk_frames=1 << 30, first_chunk_frames=1 << 30, stateful_vocoder=False)
+"""Options that make the decoder, and a vocoder network itself (not its stateful twin), run once on each whole piece."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,12 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
     reference.max_tokens = max_tokens
     vocoded = bool(reference.vocoder.networks)
     wanted = [_synthesize(reference, text, vocoded) for text in texts]
+    twins = [n for n, s in eager.spec.networks.items() if s.stateful]
+    if twins:  # the stateful twins run only when streaming: record them in a streamed eager run
+        streamed = Voice(eager.spec, {**eager.runners, **{n: recorders[n] for n in twins}}, backend="eager")
+        streamed.max_tokens = max_tokens
+        for text in texts:
+            _synthesize(streamed, text, vocoded)
     manifest = read_manifest(folder)
     for name, voice in voices.items():
         voice.max_tokens = max_tokens
@@ -248,12 +254,18 @@ def check_parity(folder: str | Path, backends: Sequence[str] | None = None, text
         report.placements[name] = f"{backend.placement}, {precision}"
         ctx = BuildContext(voice.spec, voice.runners, backend.block_variants)
         for network, recorder in recorders.items():
-            block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
+            if network not in voice.runners:
+                continue  # a stateful twin the backend does not run (a static one streams on windows)
             spec = recorder.spec
+            if spec.stateful:  # dynamic shapes only: its recorded calls, inputs the runtime filled included
+                call = voice.runners[network]
+            else:
+                block = ctx.build({"type": "Network", "network": network}, f"parity.{network}")
+                fed = [*spec.data_inputs, *spec.states, *(n for n in (spec.position, spec.cache_mask) if n), *spec.noise]
+                call = lambda inputs, block=block, fed=fed: block.call({n: inputs[n] for n in fed})  # noqa: E731
             errors = _errors_for(voice.spec, network, tolerance)
-            fed = [*spec.data_inputs, *spec.states, *(n for n in (spec.position, spec.cache_mask) if n), *spec.noise]
             for inputs, want in recorder.calls:
-                got = block.call({n: inputs[n] for n in fed})
+                got = call(inputs)
                 for output, tensor in want.items():
                     errors.add(got[output], tensor, output)
             report.rows.append(errors.row(name, network))

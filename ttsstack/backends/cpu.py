@@ -165,13 +165,26 @@ class CpuBackend(Backend):
             from torch._inductor import aoti_load_package
 
             try:
-                return ModuleRunner(network.spec, AotiModel(artifact.path))
+                return AotiRunner(network.spec, AotiModel(artifact.path))
             except UnsupportedPackage:
                 pass  # torch's own loader runs it, holding the GIL during calls
             except Exception as exc:  # noqa: BLE001 - a native loader error names nothing by itself
                 raise BackendError(f"network '{network.name}': AOTInductor package {artifact.path} failed to load: {exc}") from exc
             try:
-                return ModuleRunner(network.spec, aoti_load_package(str(artifact.path)))
+                return AotiRunner(network.spec, aoti_load_package(str(artifact.path)))
             except Exception as exc:  # noqa: BLE001 - a native loader error names nothing by itself
                 raise BackendError(f"network '{network.name}': AOTInductor package {artifact.path} failed to load: {exc}") from exc
         return ModuleRunner(network.spec, torch.jit.load(str(artifact.path), map_location="cpu"))
+
+
+class AotiRunner(ModuleRunner):
+    """A :class:`ModuleRunner` for an AOTInductor model, which reads every input as contiguous.
+
+    AOTInductor's generated code indexes each input with the strides it was
+    compiled for, whatever the tensor's own: a view (a recurrent state cut
+    from a larger output, say) would be read wrong without a word, so each
+    input is made contiguous first (free when it already is).
+    """
+
+    def __call__(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return super().__call__({name: tensor.contiguous() for name, tensor in inputs.items()})

@@ -28,6 +28,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from tqdm import tqdm
 
@@ -38,6 +39,10 @@ from ..runtime.registry import BACKENDS
 from ..tolerances import for_backend
 from .files import folder_lock, staged, write_atomically
 from .manifest import MANIFEST_FILE, ArtifactEntry, Manifest, ManifestError, cache_key, read_manifest, sha256_file
+from .stateful import (
+    DERIVATION, NotStreamable, candidates, derivations, frame_input, plan_for, stateful_program, stateful_spec,
+    twin_name, without_twins,
+)
 from .validate import check_batch_rows, check_context, check_declared_outputs, validate_runner
 
 ALL = "all"
@@ -50,6 +55,8 @@ class CompileReport:
     compiled: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    streaming: dict[str, str] = field(default_factory=dict)
+    """Per vocoder network: how it streams (its stateful twin, or windows and why)."""
 
 
 class CompileError(RuntimeError):
@@ -190,11 +197,66 @@ def _compile_job(
     raise BackendError(f"no route of backend '{backend.name}' compiles network '{net}':\n  " + "\n  ".join(failures))
 
 
+def _with_twins(
+    compiled: Addon, loaded: "_Programs", programs: dict[str, str], previous: dict[str, str],
+    previous_twins: dict[str, int], report: CompileReport,
+) -> tuple[AddonSpec, dict[str, str]]:
+    """The spec with a stateful twin added for each vocoder network that has one (:mod:`.stateful`).
+
+    A twin whose source program is unchanged since the previous compile of
+    ``out`` (``previous``: that manifest's program hashes), whose file is
+    intact and which the same derivation wrote (``previous_twins``) is planned
+    again, not exported again; a new one joins ``loaded``.
+    Why a vocoder has no twin goes to ``report.streaming``; it then streams
+    on windows. Deriving a twin never fails the compile, but for a write
+    that fails (a full disk): the :class:`CompileError` names it.
+    """
+    spec, out = compiled.spec, compiled.folder
+    data = spec.to_dict()
+    for name in candidates(spec):
+        twin = twin_name(name)
+        file = f"networks/{twin}.pt2"
+        path = compiled.resolve(file, f"networks.{twin}.file")
+        try:
+            program = loaded.get(name)
+        except Exception:  # noqa: BLE001 - the network's own jobs report why it does not load
+            continue
+        try:
+            frames = frame_input(spec, name)
+            unchanged = previous.get(name) == programs[name] and previous_twins.get(twin) == DERIVATION
+            if unchanged and path.is_file() and sha256_file(path) == previous.get(twin):
+                plan = plan_for(spec.networks[name], program.module(), frames)
+                twin_spec = stateful_spec(name, spec.networks[name], plan, file)
+            else:
+                exported, twin_spec = stateful_program(spec, name, program, frames, file)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with staged(path) as tmp:
+                    torch.export.save(exported, str(tmp))
+                loaded.add(twin, exported)
+        except OSError as exc:
+            report.failed[f"write {path}"] = f"{type(exc).__name__}: {exc}"
+            raise CompileError(report) from None
+        except Exception as exc:  # noqa: BLE001 - windows stream it exactly; say why there is no twin
+            reason = str(exc) if isinstance(exc, NotStreamable) else f"the twin failed to export: {type(exc).__name__}: {exc}"
+            report.streaming[name] = f"overlapping windows ({reason.splitlines()[0] if reason else ''})"
+            continue
+        programs[twin] = sha256_file(path)
+        data["networks"][twin] = twin_spec.model_dump(mode="json", exclude_none=True)
+        report.streaming[name] = f"stateful twin '{twin}' ({len(twin_spec.states)} states, {twin_spec.stateful.delay} samples late)"
+    return parse_spec(data, f"{out / ADDON_FILE}"), programs
+
+
 def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> list[tuple[str, Backend, dict | None]]:
-    """Every (network, backend, bucket) to compile; a network a backend refuses is a failed job."""
+    """Every (network, backend, bucket) to compile; a network a backend refuses is a failed job.
+
+    A stateful twin is compiled for dynamic backends only: a static one
+    would pad its chunks, and its kept states with them; it streams on windows.
+    """
     jobs = []
     for backend in targets:
         for net in spec.networks:
+            if spec.networks[net].stateful and backend.static:
+                continue
             try:
                 buckets = backend.buckets(spec.networks[net], spec.dims, spec.batch_dim.buckets or [1])
             except BackendError as exc:
@@ -205,11 +267,19 @@ def _jobs(spec: AddonSpec, targets: list[Backend], report: CompileReport) -> lis
 
 
 class _Programs:
-    """Each network's program loaded once per compile and checked against its declared outputs (or why not)."""
+    """Each network's program loaded once per compile and checked against its declared outputs (or why not).
+
+    ``compiled`` is the addon being compiled; a program derived during the
+    compile (a stateful twin) joins by :meth:`add`, unchecked.
+    """
 
     def __init__(self, compiled: Addon):
         self.compiled = compiled
         self._loaded: dict[str, object] = {}
+
+    def add(self, net: str, program) -> None:
+        """Hold a program derived in this compile, so that its jobs need not read it back."""
+        self._loaded[net] = program
 
     def get(self, net: str):
         """The checked program; raises the same error for every job of a network that fails the check."""
@@ -246,7 +316,7 @@ def compile_addon(
     """
     source, out = Path(source), Path(out)
     addon = load_addon(source)
-    spec = with_buckets(addon.spec, buckets)
+    spec = with_buckets(without_twins(addon.spec), buckets)
     plan_stack(spec)  # wiring mistakes fail before any compile work
     targets = resolve_backends(backends, precision)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,16 +328,28 @@ def _compile_locked(addon: Addon, spec: AddonSpec, targets: list[Backend], out: 
     report = CompileReport()
     previous = _previous(out)
     try:
+        previous_programs = read_manifest(out).programs
+    except ManifestError:
+        previous_programs = {}
+    previous_twins = derivations(out)
+    try:
         programs, config_sha = _copy_sources(addon, spec, out)
     except OSError as exc:
         report.failed[f"copy the addon into {out}"] = f"{type(exc).__name__}: {exc}"
         raise CompileError(report) from None
     compiled = Addon(out, spec)
+    loaded = _Programs(compiled)
+    spec, programs = _with_twins(compiled, loaded, programs, previous_programs, previous_twins, report)
+    if spec.networks.keys() != compiled.spec.networks.keys():
+        config = yaml.safe_dump(spec.to_dict(), sort_keys=False).encode()
+        if (out / ADDON_FILE).read_bytes() != config:
+            write_atomically(out / ADDON_FILE, config)
+        config_sha = hashlib.sha256(config).hexdigest()
+        compiled = loaded.compiled = Addon(out, spec)
     jobs = _jobs(spec, targets, report)
     names = {b.name for b in targets}
     entries = [a for a in previous if a.backend not in names and _still_valid(a, spec, programs)]
     previous_by_key = {a.key: a for a in previous}
-    loaded = _Programs(compiled)
     bar = tqdm(jobs, desc="compile", unit="artifact", disable=not progress, delay=0.5)  # no bar when all are cached
     for net, backend, bucket in bar:
         job = f"{net} [{backend.name}{'' if bucket is None else ' ' + str(bucket)}]"

@@ -47,7 +47,10 @@ class RuntimeOptions:
     mel in a thread of its own, at most one chunk ahead of the vocoder
     (:mod:`~ttsstack.runtime.prefetch`), so the two compute at once; the
     audio is the same. Word timings (``timings=True``) take the one-thread
-    path either way.
+    path either way. ``stateful_vocoder`` streams a vocoder network through
+    the stateful twin ``ttsstack compile`` derived for it, where the backend
+    has one (:mod:`~ttsstack.runtime.stateful`): every frame vocoded once,
+    instead of windows that recompute their context; the audio is the same.
     """
 
     chunk_frames: int = 256
@@ -57,6 +60,7 @@ class RuntimeOptions:
     batch: int = 1
     batch_wait_ms: float = 2.0
     vocoder_thread: bool = True
+    stateful_vocoder: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_frames < 1 or self.first_chunk_frames < 1:

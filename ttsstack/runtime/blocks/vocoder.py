@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..registry import BLOCKS
-from .base import BlockConfig, StackError, Stream, TensorInfo, Wiring
+from ..stateful import stream_stateful
+from .base import BlockConfig, StackError, Stream, TensorInfo, Tensors, Wiring
 from .decoder import Decoder
-from .windows import Window
+from .windows import Window, chunk_sizes, prior_frames
 
 
 @BLOCKS.register("Vocoder")
@@ -22,6 +23,13 @@ class Vocoder(Decoder):
     unbounded`` runs it once on each chunk it gets: the Voice then gathers
     each piece's frames into one chunk (:attr:`piece_frames`), so such a
     vocoder speaks a sentence as soon as its frames are decoded.
+
+    Where ``ttsstack compile`` derived a stateful twin of the network (a
+    network whose ``stateful.of`` names it) and the backend loaded it, a
+    bounded vocoder runs that instead (unless ``RuntimeOptions.stateful_vocoder``
+    is off): each chunk of frames once as it arrives, the convolutions'
+    states carried between calls, the same samples without windows
+    (:mod:`~ttsstack.runtime.stateful`).
 
     Besides its frames it may take the call's speaker embedding (the input
     the addon's ``speaker:`` entry names), as a multi-speaker HiFi-GAN or
@@ -41,6 +49,24 @@ class Vocoder(Decoder):
         self.speaker_input = ctx.spec.speaker.input if ctx.spec.speaker is not None else None
         """The call's speaker embedding, which it may read besides its frames (None: the addon declares none)."""
         super().__init__(config, ctx, path)
+        twins = [name for name, spec in ctx.spec.networks.items() if spec.stateful and spec.stateful.of == self.network]
+        self.twin = twins[0] if twins and twins[0] in ctx.runners and ctx.options.stateful_vocoder else None
+        """The stateful twin that streams this network, when loaded and wanted; else None (windows)."""
+        self.twin_runner = ctx.runners[self.twin] if self.twin else None
+
+    def stream(self, tensors: Tensors, upstream: Stream | None) -> Stream:
+        """The waveform of ``upstream``'s frames: through the stateful twin when there is one, else as a Decoder."""
+        if self.twin is None:
+            return super().stream(tensors, upstream)
+        extra = {n: tensors[n] for n in self.extra_inputs}
+        # the first chunk covers the twin's delay (at most the context) as a window's right context would
+        sizes = chunk_sizes(self.options.first_chunk_frames, self.options.chunk_frames, self.spec.context + self.downstream,
+                            prior_frames(tensors))
+        return stream_stateful(self.twin_runner, self.twin_runner.spec, self.frames_name, upstream, extra, sizes,
+                               self.max_window)
+
+    def describe(self) -> str:
+        return super().describe() + (f" [stateful twin {self.twin}]" if self.twin else "")
 
     def stream_tensors(self, config, path: str) -> tuple[str, str]:
         """The network's one frame input and one waveform output."""
