@@ -55,8 +55,10 @@ def stream_stateful(
         inputs = {frames_name: frames, **extra, stateful.start: torch.tensor([start]), stateful.end: torch.tensor([end])}
         if spec.mask is not None:
             inputs[spec.mask] = torch.full((1, count), 1.0 if real else 0.0, dtype=spec.inputs[spec.mask].torch_dtype)
-        if spec.lengths is not None:
-            inputs[spec.lengths] = torch.tensor([end], dtype=spec.inputs[spec.lengths].torch_dtype)
+        if spec.lengths is not None:  # the sequence's length, or as long as the lengths' dtype can say
+            dtype = spec.inputs[spec.lengths].torch_dtype
+            longest = torch.iinfo(dtype).max if not dtype.is_floating_point else end
+            inputs[spec.lengths] = torch.tensor([min(end, longest)], dtype=dtype)
         with_noise_inputs(spec, inputs, start, count)
         results = runner({**inputs, **states})
         for name, state in spec.states.items():
